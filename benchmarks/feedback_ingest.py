@@ -1,0 +1,146 @@
+"""Durable feedback ingest: llmloop's group-commit writer vs one transaction per event, same run.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/feedback_ingest.py --events 20000 --producers 32
+    … --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres   # also PostgreSQL
+
+Producers are threads that each submit one event (a thumbs-up or a vote, as the HTTP handlers do)
+and wait for its acknowledgement before sending the next; an acknowledgement means committed
+(SQLite in WAL mode with ``synchronous=FULL``, PostgreSQL with its default synchronous commit).
+Latency is submit → acknowledgement per event; throughput is events acknowledged per second.
+
+Baseline: ``store.feedback.record_thumb`` / ``record_vote`` — a transaction (and an fsync) per event,
+called from the same producer threads. llmloop: ``store.ingest.GroupCommitWriter`` — one writer
+thread commits whatever is queued as one transaction (validation with one query per table,
+multi-row inserts), then acknowledges every event in it. Afterwards every acknowledged id is
+checked to be in the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+MSG = [{"role": "user", "content": "Where is my order?"}]
+
+
+def _db(url: str | None, home: Path):  # noqa: ANN202
+    import os
+
+    import sqlalchemy as sa
+
+    from llmloop.store import open_database
+    from llmloop.workspace import get_workspace
+
+    os.environ["LLMLOOP_HOME"] = str(home)
+    if url:
+        name = f"llmloop_bench_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        os.environ["LLMLOOP_DATABASE_URL"] = sa.engine.make_url(url).set(database=name).render_as_string(hide_password=False)
+    else:
+        os.environ.pop("LLMLOOP_DATABASE_URL", None)
+    return open_database(get_workspace(home))
+
+
+def _seed(db, answers: int) -> tuple[list[str], str]:  # noqa: ANN001
+    from llmloop.store import feedback
+    from llmloop.store.ingest import BattleOp, CompletionOp, ingest_now
+
+    rids = [f"chatcmpl-{i}" for i in range(answers)]
+    ingest_now(db, [[CompletionOp(r, "seed", "v1.0", MSG, "answer") for r in rids]])
+    feedback.record_battle(db, battle_id="battle-0", user_id="seed", messages=MSG,
+                           answers=[("ra", "v1.0", "x"), ("rb", "v1.1", "y")])
+    return rids, "battle-0"
+
+
+def _run(label: str, submit, events: int, producers: int) -> dict:  # noqa: ANN001
+    latencies: list[float] = []
+    acked: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    counter = iter(range(events))
+
+    def producer() -> None:
+        mine, ids = [], []
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            t0 = time.perf_counter()
+            ids.append(submit(i))
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+            acked.extend(ids)
+
+    threads = [threading.Thread(target=producer) for _ in range(producers)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100)
+    return {"label": label, "events": len(latencies), "per_s": len(latencies) / seconds,
+            "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "acked": acked}
+
+
+def bench(url: str | None, events: int, producers: int, baseline_events: int) -> None:
+    from llmloop.store import feedback
+    from llmloop.store.ingest import GroupCommitWriter, ThumbOp, VoteOp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = _db(url, Path(tmp))
+        backend = "PostgreSQL" if url else "SQLite (WAL, synchronous=FULL)"
+        rids, battle = _seed(db, 1000)
+
+        def per_event(i: int) -> tuple[str, int]:
+            if i % 2:
+                return "vote", feedback.record_vote(db, battle_id=battle, user_id=f"base-{i}", choice="a")
+            return "thumb", feedback.record_thumb(db, request_id=rids[i % len(rids)], user_id=f"base-{i}", rating=1)
+
+        writer = GroupCommitWriter(db)
+
+        def grouped(i: int) -> tuple[str, int]:
+            if i % 2:
+                return "vote", writer.write([VoteOp(battle, f"group-{i}", "a")])[0].id
+            return "thumb", writer.write([ThumbOp(rids[i % len(rids)], f"group-{i}", 1)])[0].id
+
+        base = _run("one transaction per event", per_event, baseline_events, producers)
+        group = _run("group commit (llmloop)", grouped, events, producers)
+        writer.close()
+        stored_votes = {v.vote_id for v in feedback.voted_battles(db)}
+        stored_thumbs = {t.id for t in feedback.list_thumbs(db)}
+        lost = [x for x in group["acked"] if x[1] not in (stored_votes if x[0] == "vote" else stored_thumbs)]
+        print(f"\n{backend}: {producers} producers, each waits for its acknowledgement")
+        print(f"{'':28} {'events':>7} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+        for r in (base, group):
+            print(f"{r['label']:28} {r['events']:>7} {r['per_s']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
+        print(f"ratio (group / per-event): throughput ×{group['per_s'] / base['per_s']:.1f}, "
+              f"p99 ×{group['p99_ms'] / base['p99_ms']:.2f}; commits {writer.stats['commits']} for "
+              f"{writer.stats['units']} events; acknowledged but missing: {len(lost)}")
+        db.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=20_000, help="events through the group-commit writer")
+    ap.add_argument("--baseline-events", type=int, default=4_000, help="events through the per-event baseline")
+    ap.add_argument("--producers", type=int, default=32, help="concurrent producer threads")
+    ap.add_argument("--postgres", default=None, help="also run on PostgreSQL at this server URL")
+    args = ap.parse_args()
+    bench(None, args.events, args.producers, args.baseline_events)
+    if args.postgres:
+        bench(args.postgres, args.events, args.producers, args.baseline_events)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""What every admin route shares: the caller's role, the gateway's objects, one blocking call with
+the library's errors turned into OpenAI-shaped error bodies, and uploads saved to a temp file.
+
+Roles come from the gateway's own ``AuthService`` (``serve/auth.py``), so a key means the same thing
+on ``/v1/…`` and ``/api/v1/…``: ``annotator`` reads everything and curates data and human reviews,
+``admin`` also trains, evaluates, operates on models and changes the rollout. With auth off (no key
+in the store) these routes answer 401: nobody is an admin without a key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fastapi import Depends, Request, UploadFile
+from pydantic import ValidationError
+
+from llmloop.serve.auth import Principal
+from llmloop.serve.serving import ServingError
+
+if TYPE_CHECKING:
+    from llmloop.api.tasks import TaskRunner
+    from llmloop.serve.app import Gateway
+
+T = TypeVar("T")
+
+
+def gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+def tasks(request: Request) -> TaskRunner:
+    return request.app.state.admin_tasks
+
+
+def _caller(role: str) -> Callable[[Request], Principal]:
+    def dependency(request: Request) -> Principal:
+        return gateway(request).auth.principal(request.headers.get("authorization"), role)
+
+    dependency.__name__ = f"needs_{role}"
+    return dependency
+
+
+Annotator = Depends(_caller("annotator"))
+Admin = Depends(_caller("admin"))
+
+
+def actor(principal: Principal) -> str:
+    return principal.user_id or principal.role
+
+
+def to_serving_error(e: BaseException) -> ServingError | None:
+    """The library's user errors as HTTP errors (status, code); None for anything else (a 500)."""
+    from llmloop.data.rows import DataError, DataValidationError
+    from llmloop.store.datasets import DatasetNotFound
+    from llmloop.store.jobs import JobNotFound
+    from llmloop.store.registry import VersionNotFound
+
+    if isinstance(e, ServingError):
+        return e
+    if isinstance(e, DataValidationError):
+        return ServingError(str(e), status=422, code="invalid_rows")
+    if isinstance(e, (DatasetNotFound, VersionNotFound, JobNotFound, FileNotFoundError)):
+        return ServingError(str(e).strip("'\""), status=404, type="not_found_error", code="not_found")
+    if isinstance(e, ValidationError):
+        parts = [f"{'.'.join(str(x) for x in err['loc']) or 'config'}: {err['msg']}" for err in e.errors()]
+        return ServingError("; ".join(parts), status=422, code="invalid_config")
+    if isinstance(e, (DataError, ValueError, LookupError)):  # ConfigError, SurgeryError, PolicyError … are ValueErrors
+        return ServingError(str(e), status=400, code=type(e).__name__)
+    return None
+
+
+def guarded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn``; the library's user errors leave as ``ServingError`` (an OpenAI error body)."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:
+        mapped = to_serving_error(e)
+        if mapped is None or mapped is e:
+            raise
+        raise mapped from e
+
+
+async def blocking(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking library call on the gateway's store lane (never on the event loop)."""
+    gw = gateway(request)
+    return await gw.lanes.store(functools.partial(guarded, fn, *args, **kwargs))
+
+
+@contextmanager
+def saved_upload(upload: UploadFile) -> Iterator[Path]:
+    """The uploaded file on disk under its own name (so errors name it), removed afterwards."""
+    name = Path(upload.filename or "upload.jsonl").name or "upload.jsonl"
+    folder = Path(tempfile.mkdtemp(prefix="llmloop-upload-"))
+    path = folder / name
+    try:
+        with path.open("wb") as f:
+            shutil.copyfileobj(upload.file, f)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def plain(value: Any) -> Any:
+    """A library result (frozen dataclasses, paths, datetimes) as JSON-ready data."""
+    from fastapi.encoders import jsonable_encoder
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return jsonable_encoder(value, custom_encoder={Path: str})

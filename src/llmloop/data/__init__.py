@@ -1,0 +1,1 @@
+"""Datasets: canonical row schemas, formats in and out, validation, versions."""

@@ -1,0 +1,325 @@
+"""The whole story on a laptop CPU, for real: build → CPT → SFT → serve → users vote → DPO → gate,
+then a second round through a canary, then a fault drill.
+
+1. build a tiny Llama-architecture model with its own BPE tokenizer, offline;
+2. CPT (full fine-tuning) on the shipped customer-service corpus → completion model c1.0;
+3. SFT on the shipped instructions → chat model v1.0, aliased ``production``;
+4. start the gateway (``llmloop serve``) as a separate process;
+5. simulated users ask arena prompts over HTTP, get two anonymous answers and vote by a hidden
+   preference (answers that offer further help and are not curt — see ``demo.users``);
+6. one loop round: votes → DPO dataset → DPO from production → v1.1 vs v1.0 on held-out prompts
+   (never used in training) judged by that same preference → promote if the gate passes;
+7. ask the running gateway again: ``production`` now answers as the new version;
+8. round 2: users vote on v1.1's answers → DPO continues v1.1's adapter → v1.2 passes a
+   non-inferiority gate → canary (50% then 100% of routed traffic, simulated shoppers chatting and
+   giving thumbs through the gateway, health read from its /metrics) → promoted;
+9. fault drill: a deliberately bad candidate (v1.3, DPO on *flipped* preferences from fresh votes)
+   meets the same gate and is rejected — production stays v1.2.
+
+Everything lands in the workspace; ``demo_report.json`` records the outcome and each step's time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmloop.data.importer import import_file
+from llmloop.demo import users
+from llmloop.demo.traffic import UserTraffic
+from llmloop.loop.controller import RoundOutcome, run_once
+from llmloop.loop.policy import LoopPolicy, load_policy
+from llmloop.models.tiny import TinyModelConfig, build_tiny_model
+from llmloop.resources import demo_file, read_jsonl
+from llmloop.serve.engine import EmbeddedEngine
+from llmloop.serve.process import GatewayProcess
+from llmloop.store import Database, loop_events, registry, traffic
+from llmloop.train.config import PTConfig, SFTConfig
+from llmloop.train.jobs import run_training
+
+
+class DemoConfig(BaseModel):
+    """Knobs of ``llmloop demo``; the defaults finish in a few minutes on two CPU cores."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(0, description="Seed for the model, the users and sampling")
+    battles: int = Field(300, ge=10, le=400, description="Arena battles the simulated users vote on")
+    users: int = Field(12, ge=1, description="Simulated users voting concurrently")
+    arena_temperature: float = Field(1.0, gt=0, description="Sampling temperature of the two arena answers")
+    vote_noise: float = Field(0.05, ge=0, le=1, description="Share of votes that are random misclicks")
+    min_pairs: int = Field(50, ge=1, description="Preference pairs the loop needs to start a round")
+    round2_battles: int = Field(150, ge=0, le=400, description="Arena battles on v1.1's answers for round 2 (0: one round only)")
+    drill_battles: int = Field(100, ge=0, le=400, description="Fresh battles whose flipped votes train the drill's bad candidate (0: no drill)")
+    canary_requests: int = Field(24, ge=1, description="Candidate requests each of round 2's canary stages needs")
+    cpt: dict[str, Any] = Field(
+        default_factory=lambda: dict(
+            finetuning="full", learning_rate=3e-3, num_train_epochs=8, per_device_train_batch_size=8,
+            max_length=256, warmup_ratio=0.05, logging_steps=10,
+        ),
+        description="CPT config fields (stage pt)",
+    )
+    sft: dict[str, Any] = Field(
+        default_factory=lambda: dict(
+            finetuning="full", learning_rate=2e-3, num_train_epochs=3, per_device_train_batch_size=16,
+            max_length=256, warmup_ratio=0.05, logging_steps=10,
+        ),
+        description="SFT config fields (stage sft)",
+    )
+
+
+@dataclass
+class DemoReport:
+    steps: dict[str, float] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.facts, "step_seconds": {k: round(v, 2) for k, v in self.steps.items()},
+                "total_seconds": round(sum(self.steps.values()), 2)}
+
+
+StepCallback = Callable[[str, str], None]  # (event: start|done|info, message)
+
+
+def run_demo(db: Database, config: DemoConfig | None = None, on_event: StepCallback | None = None) -> DemoReport:
+    cfg = config or DemoConfig()
+    say = on_event or (lambda kind, msg: None)
+    report = DemoReport()
+    home = db.workspace.home
+
+    def step(name: str, title: str):  # noqa: ANN202
+        return _Step(report, name, title, say)
+
+    with step("build", "Build the tiny base model"):
+        base = build_tiny_model(db.workspace.models_dir / "tiny-base", TinyModelConfig(seed=cfg.seed))
+        say("info", f"tiny Llama model and BPE tokenizer in {base}")
+
+    with step("cpt", "CPT on the domain corpus → completion model"):
+        corpus = import_file(db, demo_file("corpus.jsonl"), name="demo-corpus", format="pt",
+                             note="shipped demo corpus").version
+        pt = run_training(db, "pt", PTConfig.model_validate(
+            {**cfg.cpt, "model": str(base), "dataset": corpus.dataset, "seed": cfg.seed}))
+        completion = pt.model_version
+        say("info", f"{completion.name}: loss {_first_last(pt.metrics)}")
+
+    with step("sft", "SFT on instructions → chat model v1.0"):
+        sft_data = import_file(db, demo_file("sft.jsonl"), name="demo-sft", format="openai",
+                               note="shipped demo instructions").version
+        sft = run_training(db, "sft", SFTConfig.model_validate(
+            {**cfg.sft, "model": completion.name, "dataset": sft_data.dataset, "seed": cfg.seed}))
+        v10 = sft.model_version
+        registry.set_alias(db, "production", v10.name, reason="demo: first chat model")
+        say("info", f"{v10.name} is production; loss {_first_last(sft.metrics)}")
+
+    gateway = GatewayProcess(home)
+    with step("serve", "Start the gateway (llmloop serve)"):
+        gateway.start()
+    try:
+        say("info", f"gateway on {gateway.url}")
+        with step("arena", "Simulated users vote in the arena"):
+            votes = _simulate_users(gateway.url, cfg, say)
+            report.facts["votes"] = votes
+            say("info", "votes: " + ", ".join(f"{k} {v}" for k, v in votes.items()))
+
+        policy = _policy(cfg)
+        with step("loop", "Loop round: votes → DPO → win rate vs production → gate"):
+            outcome = run_once(db, policy, EmbeddedEngine(), say=lambda s, m: say("info", f"{s}: {m}"))
+        report.facts["loop_step_seconds"] = {k: round(v, 2) for k, v in outcome.timings.items()}
+
+        with step("check", "Ask the gateway's production model again"):
+            served = _ask(gateway.url, "Where is my desk lamp order?")
+            say("info", f"production now answers as {served['model']}: {served['content'][:90]!r}")
+
+        later: list[dict[str, Any]] = []
+        if cfg.round2_battles:
+            with step("arena2", "Round 2: users vote on the new production's answers"):
+                report.facts["votes_round2"] = _simulate_users(gateway.url, cfg, say, cfg.round2_battles, offset=300)
+            with step("loop2", "Round 2: DPO → non-inferiority gate → canary 50% → 100% → promote"):
+                later.append(_canary_round(db, _round2_policy(policy, cfg, gateway.url), gateway.url, cfg, say))
+            with step("check2", "Ask the gateway's production model again"):
+                served2 = _ask(gateway.url, "Where is my desk lamp order?")
+                later[-1]["served_after_round"] = served2["model"]
+                say("info", f"production now answers as {served2['model']}")
+        if cfg.drill_battles:
+            with step("arena3", "Fault drill: fresh votes"):
+                report.facts["votes_drill"] = _simulate_users(gateway.url, cfg, say, cfg.drill_battles, offset=50)
+            with step("drill", "Fault drill: a candidate trained on flipped preferences meets the gate"):
+                drill = _round2_policy(policy, cfg, gateway.url)
+                drill = drill.model_copy(update={  # learns the opposite of the votes, and hard
+                    "data": drill.data.model_copy(update={"flip_preferences": True}),
+                    "train": drill.train.model_copy(update={"config": {**drill.train.config, "learning_rate": 4e-3,
+                                                                       "num_train_epochs": 4}})})
+                # like round 2, shoppers start chatting if it ever reaches a canary (it should not)
+                later.append({**_canary_round(db, drill, gateway.url, cfg, say), "drill": "flipped preferences"})
+                later[-1]["served_after_round"] = _ask(gateway.url, "Where is my desk lamp order?")["model"]
+    finally:
+        gateway.stop()
+
+    r = outcome.gate.report if outcome.gate else None
+    report.facts.update({
+        "outcome": outcome.status,
+        "decision": outcome.reason,
+        "production_before": outcome.production_before,
+        "production_after": outcome.production_after,
+        "candidate": outcome.candidate,
+        "served_after_round": served["model"],
+        "completion_model": completion.name,
+        "preference_pairs": outcome.pairs,
+        "dataset_version": outcome.dataset_version,
+        "dpo_job": outcome.job_id,
+        "win_rate": r.win_rate if r else None,
+        "ci95": [r.ci_low, r.ci_high] if r else None,
+        "eval": {"n": r.n, "wins": r.wins, "losses": r.losses, "ties": r.ties, "judge": r.judge,
+                 "prompts": "heldout_prompts.jsonl (never used in training)",
+                 "offer_rate": {
+                     r.version_x: sum(users.offers_help(s.answer_x) for s in r.samples) / r.n,
+                     r.version_y: sum(users.offers_help(s.answer_y) for s in r.samples) / r.n,
+                 }} if r else None,
+        "examples": [
+            {"prompt": s.prompt[-1]["content"], r.version_y: s.answer_y, r.version_x: s.answer_x}
+            for s in (r.samples[:3] if r else [])
+        ],
+        "rounds": [{**_round_facts(db, outcome), "served_after_round": served["model"]}, *later],
+        "final_production": registry.get(db, "production").name,
+    })
+    out = home / "demo_report.json"
+    out.write_text(json.dumps(report.as_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+    report.facts["report_path"] = str(out)
+    return report
+
+
+class _Step:
+    def __init__(self, report: DemoReport, name: str, title: str, say: StepCallback) -> None:
+        self.report, self.name, self.title, self.say = report, name, title, say
+
+    def __enter__(self) -> "_Step":
+        self.t = time.monotonic()
+        self.say("start", self.title)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.report.steps[self.name] = time.monotonic() - self.t
+        if exc[0] is None:
+            self.say("done", f"{self.title} ({self.report.steps[self.name]:.1f} s)")
+
+
+def _first_last(metrics: dict[str, Any]) -> str:
+    return f"{metrics.get('loss_first', float('nan')):.3f} → {metrics.get('loss_final', float('nan')):.3f}"
+
+
+def _policy(cfg: DemoConfig) -> LoopPolicy:
+    """The shipped demo policy with the demo's seed and min_pairs."""
+    shipped = load_policy("demo")
+    return shipped.model_copy(update={
+        "trigger": shipped.trigger.model_copy(update={"min_new_pairs": cfg.min_pairs}),
+        "train": shipped.train.model_copy(update={"config": {**shipped.train.config, "seed": cfg.seed}}),
+        "gate": shipped.gate.model_copy(update={"seed": cfg.seed + 1234}),
+    })
+
+
+def _round2_policy(policy: LoopPolicy, cfg: DemoConfig, url: str) -> LoopPolicy:
+    """Later rounds: a non-inferiority gate (win rate ≥ 0.4 and CI low > 0.3: not clearly worse than
+    production — v1.1 already does most of what users want, so v1.2 vs v1.1 is near 0.5 and a
+    superiority gate would be a coin toss on 140 prompts) and a canary that decides on live
+    traffic: 50% then 100% of routed users, each stage ``canary_requests`` candidate requests,
+    rolled back on a significantly worse error rate, share over a 30 s latency SLO (CI machines are
+    slow and shared), or thumbs."""
+    from llmloop.loop.policy import RollbackPolicy, RolloutPolicy, RolloutStage
+
+    return policy.model_copy(update={
+        "trigger": policy.trigger.model_copy(update={"min_new_pairs": max(3, cfg.min_pairs // 3), "poll_seconds": 0.5}),
+        "gate": policy.gate.model_copy(update={"min_win_rate": 0.4, "min_ci_low": 0.3}),
+        "rollout": RolloutPolicy(gateways=[url], stages=[RolloutStage(percent=50, min_requests=cfg.canary_requests),
+                                                         RolloutStage(percent=100, min_requests=cfg.canary_requests)]),
+        "rollback": RollbackPolicy(latency_seconds=30.0),
+    })
+
+
+def _canary_round(db: Database, policy: LoopPolicy, url: str, cfg: DemoConfig, say: StepCallback) -> dict[str, Any]:
+    """A round whose canary gets real routed traffic: shoppers start chatting when the canary begins."""
+    shoppers = UserTraffic(url, users_n=60, workers=4, max_tokens=32, seed=cfg.seed)
+
+    def on(kind: str, msg: str) -> None:
+        say("info", f"{kind}: {msg}")
+        if kind == "gate":  # the canary has begun: traffic is split now
+            shoppers.start()
+
+    try:
+        out = run_once(db, policy, EmbeddedEngine(), say=on, poll_seconds=0.5)
+    finally:
+        counts = shoppers.stop()
+    facts = _round_facts(db, out)
+    facts["canary_traffic"] = {"answered": dict(counts.answered), "errors": dict(counts.errors),
+                               "thumbs": dict(counts.thumbs)}
+    return facts
+
+
+def _round_facts(db: Database, out: RoundOutcome) -> dict[str, Any]:
+    r = out.gate.report if out.gate else None
+    events = loop_events.list_events(db, out.round_id) if out.round_id else []
+    return {
+        "round": out.round_id, "outcome": out.status, "decision": out.reason, "candidate": out.candidate,
+        "production_before": out.production_before, "production_after": out.production_after,
+        "preference_pairs": out.pairs, "dataset_version": out.dataset_version, "job": out.job_id,
+        "win_rate": r.win_rate if r else None, "ci95": [r.ci_low, r.ci_high] if r else None,
+        "offer_rate": {r.version_x: sum(users.offers_help(s.answer_x) for s in r.samples) / r.n,
+                       r.version_y: sum(users.offers_help(s.answer_y) for s in r.samples) / r.n} if r and r.n else None,
+        "step_seconds": {k: round(v, 2) for k, v in (out.timings or {}).items()},
+        "events": [{"kind": e.kind, "message": e.message} for e in events],
+        "canary": [{"kind": e.kind, "weights": e.evidence.get("weights"), "signals": e.evidence.get("signals")}
+                   for e in events if e.kind in ("stage_started", "stage_passed", "promoted", "rolled_back")
+                   and (e.evidence.get("weights") or e.evidence.get("signals"))],
+        "split_now": (traffic.get_split(db).weights if traffic.get_split(db) else None),
+    }
+
+
+def _simulate_users(url: str, cfg: DemoConfig, say: StepCallback, battles: int | None = None,
+                    offset: int = 0) -> dict[str, int]:
+    every = [r["prompt"] for r in read_jsonl(demo_file("arena_prompts.jsonl"))]
+    n = cfg.battles if battles is None else battles
+    prompts = [every[(offset + i) % len(every)] for i in range(n)]
+    counts = {"a": 0, "b": 0, "tie": 0, "both_bad": 0}
+    lock = threading.Lock()
+    done = [0]
+
+    def one(i: int, client: httpx.Client) -> None:
+        user = f"user-{i % cfg.users:03d}"
+        rng = random.Random(cfg.seed * 100_003 + offset * 7919 + i)
+        battle = client.post(f"{url}/v1/arena", json={
+            "messages": [{"role": "user", "content": prompts[i]}], "user": user,
+            "max_tokens": 96, "temperature": cfg.arena_temperature,
+        })
+        battle.raise_for_status()
+        b = battle.json()
+        answers = {a["slot"]: a["content"] for a in b["answers"]}
+        choice = users.vote(answers["a"], answers["b"], rng, noise=cfg.vote_noise)
+        client.post(f"{url}/v1/feedback/vote", json={"battle_id": b["battle_id"], "choice": choice, "user": user}).raise_for_status()
+        with lock:
+            counts[choice] += 1
+            done[0] += 1
+            if done[0] % 25 == 0 or done[0] == len(prompts):
+                say("progress", f"{done[0]}/{len(prompts)}")
+
+    with httpx.Client(timeout=300) as client, ThreadPoolExecutor(cfg.users) as pool:
+        for f in [pool.submit(one, i, client) for i in range(len(prompts))]:
+            f.result()
+    return counts
+
+
+def _ask(url: str, prompt: str) -> dict[str, str]:
+    r = httpx.post(f"{url}/v1/chat/completions", timeout=120, json={
+        "model": "production", "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0, "max_tokens": 96, "user": "demo-check",
+    })
+    r.raise_for_status()
+    body = r.json()
+    return {"model": body["model"], "content": body["choices"][0]["message"]["content"]}

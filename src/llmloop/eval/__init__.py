@@ -1,0 +1,1 @@
+"""Evaluation: pairwise win rates with confidence intervals, judges."""

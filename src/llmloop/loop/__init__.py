@@ -1,0 +1,1 @@
+"""The closed loop: feedback → preference dataset → DPO → win rate vs production → gate → promote."""

@@ -1,0 +1,40 @@
+"""``loop status``: one dict that says what the loop is doing now (also the UI's and REST's source)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmloop.loop.policy import LoopPolicy
+from llmloop.store import Database, loop_events, registry, rounds, traffic
+
+
+def loop_status(db: Database, policy: LoopPolicy | None = None) -> dict[str, Any]:
+    st = loop_events.get_state(db)
+    rnd = rounds.get_round(db, st.round_id) if st.round_id else None
+    split = traffic.get_split(db)
+    out: dict[str, Any] = {
+        "phase": st.phase + (" (paused)" if st.paused else ""),
+        "round": None if rnd is None else {"id": rnd.id, "production": rnd.production_version,
+                                           "candidate": rnd.candidate_version or st.data.get("candidate"),
+                                           "started_at": rnd.started_at.isoformat()},
+        "production": registry.resolve_alias(db, "production"),
+        "candidate": registry.resolve_alias(db, "candidate"),
+        "traffic_split": split.weights if split else dict(traffic.DEFAULT_SPLIT),
+        "split_set_by": f"{split.actor}: {split.reason}" if split else "default",
+        "pending_feedback": loop_events.pending_counts(db),
+    }
+    if st.phase == "canary" and policy is not None and policy.rollout.stages:
+        i = st.stage_index
+        out["rollout_stage"] = f"{i + 1}/{len(policy.rollout.stages)}: {policy.rollout.stages[i].model_dump()}"
+    elif st.phase == "canary":
+        out["rollout_stage"] = st.stage_index + 1
+    if policy is not None:
+        from llmloop.loop.controller import trigger_status
+
+        t = trigger_status(db, policy)
+        out["pending_pairs"] = t.pairs
+        out["next_trigger"] = ("now" if t.ready else (t.next_check.isoformat() if t.next_check else "manual")) + f" ({t.reason})"
+    last = rounds.list_rounds(db)[-1:] or [None]
+    if last[0] is not None:
+        out["last_round"] = {"id": last[0].id, "status": last[0].status, "decision": last[0].evidence.get("decision")}
+    return out

@@ -1,0 +1,1 @@
+"""Model building, the registry's library API, and model surgery."""

@@ -1,0 +1,170 @@
+"""Preference capture: the arena (two anonymous answers) and feedback (votes, thumbs, edit and
+regenerate events, buffered batches). Every write goes through the group-commit writer and is
+answered only after it committed. No web framework here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+from llmloop.serve import protocol as p
+from llmloop.serve.engine import Engine, SamplingParams
+from llmloop.serve.metrics import ServeMetrics
+from llmloop.serve.serving import CANDIDATE, PRODUCTION, ModelPool, RequestContext, ServingError, ThreadLanes, new_id
+from llmloop.store import registry
+from llmloop.store.db import Database
+from llmloop.store.ingest import BattleOp, EventOp, GroupCommitWriter, Op, OpResult, ThumbOp, UnitRejected, VoteOp
+from llmloop.store.records import ModelVersion
+
+_STATUS = {"not_found": 404, "forbidden": 403, "duplicate": 409, "invalid": 422}
+_CODES = {"not_found": "not_found", "forbidden": "not_yours", "duplicate": "duplicate_vote", "invalid": "invalid_event"}
+
+
+def _owner(ctx: RequestContext) -> str | None:
+    """A plain user key may only give feedback on what it was served; annotators and admins on anything;
+    with auth off nobody is checked (the demo's simulated users)."""
+    if ctx.principal.authenticated and ctx.principal.role == "user":
+        return ctx.user_id
+    return None
+
+
+class ArenaService:
+    """Two anonymous answers to one prompt: production vs candidate, or production vs itself."""
+
+    def __init__(self, db: Database, engine: Engine, pool: ModelPool, lanes: ThreadLanes, metrics: ServeMetrics,
+                 writer: GroupCommitWriter) -> None:
+        self.db, self.engine, self.pool, self.lanes, self.metrics, self.writer = db, engine, pool, lanes, metrics, writer
+
+    def contenders(self) -> tuple[ModelVersion, ModelVersion]:
+        try:
+            production = registry.get(self.db, PRODUCTION)
+        except registry.VersionNotFound:
+            raise ServingError("the arena needs a production version: point the 'production' alias at one",
+                               status=503, type="server_error", code="no_production") from None
+        try:
+            candidate = registry.get(self.db, CANDIDATE)
+        except registry.VersionNotFound:
+            candidate = production
+        if candidate.kind != "chat" or production.kind != "chat":
+            raise ServingError("the arena compares chat models; 'production' and 'candidate' must be chat versions",
+                               status=503, type="server_error", code="not_chat")
+        return production, candidate
+
+    async def battle(self, req: p.ArenaRequest, ctx: RequestContext) -> p.ArenaResponse:
+        messages = [m.plain() for m in req.messages]
+        production, candidate = await self.lanes.store(self.contenders)
+        for v in {production.name: production, candidate.name: candidate}.values():
+            await self.lanes.generate(self.pool.ensure_loaded, v)
+        params = SamplingParams(max_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p)
+        return await self.lanes.generate(self._battle, production, candidate, messages, params, ctx.user_id)
+
+    def _battle(self, production: ModelVersion, candidate: ModelVersion, messages: list[dict], params: SamplingParams,
+                user_id: str) -> p.ArenaResponse:
+        started = time.perf_counter()
+        if production.name == candidate.name:  # two independent samples, one batched generate
+            gens = self.engine.chat(production.name, messages, params, n=2)
+            pairs = [(production, gens[0]), (production, gens[1])]
+        else:
+            pairs = [(production, self.engine.chat(production.name, messages, params)[0]),
+                     (candidate, self.engine.chat(candidate.name, messages, params)[0])]
+        for version, g in pairs:
+            self.metrics.observe_generation(version.name, version.name if version.adapter_path else "base",
+                                            g.prompt_tokens, g.completion_tokens, (time.perf_counter() - started) / 2)
+        if secrets.randbelow(2):
+            pairs.reverse()
+        battle_id = new_id("battle")
+        answers = tuple((new_id("chatcmpl"), version.name, g.text) for version, g in pairs)
+        self.writer.write([BattleOp(battle_id=battle_id, user_id=user_id, messages=messages, answers=answers)])
+        return p.ArenaResponse(battle_id=battle_id, answers=[
+            p.ArenaAnswer(slot=slot, content=text, request_id=rid) for slot, (rid, _, text) in zip("ab", answers)])
+
+
+class FeedbackService:
+    """Votes, thumbs, events and batches; each returns only once the store has committed it."""
+
+    def __init__(self, db: Database, lanes: ThreadLanes, metrics: ServeMetrics, writer: GroupCommitWriter) -> None:
+        self.db, self.lanes, self.metrics, self.writer = db, lanes, metrics, writer
+
+    async def _write(self, ops: list[Op], params: list[str]) -> list[OpResult]:
+        try:
+            return await asyncio.wrap_future(self.writer.submit(ops))
+        except UnitRejected as e:
+            first = e.errors[0]
+            single = len(ops) == 1
+            message = first.message if single else str(e) + "; nothing of the batch was stored"
+            hint = {"not_found": ": give an id the gateway returned to you", "forbidden": "",
+                    "duplicate": "", "invalid": ""}[first.code] if single else ""
+            raise ServingError(message + hint, status=_STATUS[first.code],
+                               param=params[first.index] if single else f"events.{first.index}",
+                               type="permission_error" if first.code == "forbidden" else "invalid_request_error",
+                               code=_CODES[first.code]) from None
+
+    def _observe(self, op: Op, result: OpResult) -> None:
+        if isinstance(op, VoteOp) and result.versions:
+            self.metrics.observe_vote(op.choice, *result.versions)
+        elif isinstance(op, ThumbOp) and result.version:
+            self.metrics.observe_thumb(op.rating, result.version)
+        elif isinstance(op, EventOp) and result.version:
+            self.metrics.observe_event(op.kind, result.version)
+
+    @staticmethod
+    def _vote_op(req: p.VoteRequest, ctx: RequestContext) -> VoteOp:
+        return VoteOp(battle_id=req.battle_id, user_id=ctx.user_id, choice=req.choice, owner=_owner(ctx))
+
+    @staticmethod
+    def _thumb_op(req: p.ThumbsRequest, ctx: RequestContext) -> ThumbOp:
+        return ThumbOp(request_id=req.request_id, user_id=ctx.user_id, rating=req.rating, comment=req.comment,
+                       correction=req.correction, owner=_owner(ctx))
+
+    @staticmethod
+    def _event_op(req: p.EventRequest, ctx: RequestContext) -> EventOp:
+        return EventOp(kind=req.kind, request_id=req.request_id, user_id=ctx.user_id, payload=req.payload(),
+                       owner=_owner(ctx))
+
+    async def _write_one(self, op: Op, key: str, *, not_found: str) -> OpResult:
+        """Write one op durably and count it; a missing target names what was missing (``not_found``)."""
+        try:
+            (result,) = await self._write([op], [key])
+        except ServingError as e:
+            if e.code == "not_found":
+                e.code = not_found
+            raise
+        self._observe(op, result)
+        return result
+
+    async def vote(self, req: p.VoteRequest, ctx: RequestContext) -> p.VoteResponse:
+        op = self._vote_op(req, ctx)
+        result = await self._write_one(op, "battle_id", not_found="battle_not_found")
+        assert result.id is not None and result.versions is not None
+        return p.VoteResponse(id=result.id, battle_id=req.battle_id, choice=req.choice,
+                              versions={"a": result.versions[0], "b": result.versions[1]})
+
+    async def thumbs(self, req: p.ThumbsRequest, ctx: RequestContext) -> p.ThumbsResponse:
+        op = self._thumb_op(req, ctx)
+        result = await self._write_one(op, "request_id", not_found="request_not_found")
+        assert result.id is not None
+        return p.ThumbsResponse(id=result.id, request_id=req.request_id, rating=req.rating)
+
+    async def event(self, req: p.EventRequest, ctx: RequestContext) -> p.EventResponse:
+        op = self._event_op(req, ctx)
+        result = await self._write_one(op, "request_id", not_found="request_not_found")
+        assert result.id is not None and result.version is not None
+        return p.EventResponse(id=result.id, request_id=req.request_id, kind=req.kind, version=result.version)
+
+    async def batch(self, req: p.FeedbackBatchRequest, contexts: list[RequestContext]) -> p.FeedbackBatchResponse:
+        ops: list[Op] = []
+        for item, ctx in zip(req.events, contexts, strict=True):
+            if isinstance(item, p.BatchVote):
+                ops.append(self._vote_op(item, ctx))
+            elif isinstance(item, p.BatchThumbs):
+                ops.append(self._thumb_op(item, ctx))
+            else:
+                ops.append(self._event_op(item, ctx))
+        results = await self._write(ops, [f"events.{i}" for i in range(len(ops))])
+        for op, result in zip(ops, results, strict=True):
+            self._observe(op, result)
+        return p.FeedbackBatchResponse(stored=len(results), results=[
+            p.BatchItemResult(index=i, type=item.type, id=int(r.id or 0))
+            for i, (item, r) in enumerate(zip(req.events, results, strict=True))])

@@ -1,0 +1,364 @@
+"""Inference engines: turn (model version, messages, sampling) into text.
+
+The contract: an engine knows model versions by name and nothing about HTTP, users, routing or
+feedback. ``EmbeddedEngine`` runs transformers + peft in this process: each base model is loaded
+once and every version's LoRA adapter is attached to it by name, so switching versions per request
+costs nothing but ``set_adapter``. Generation is serialised by a lock (the active adapter is model
+state); requests for the same version and sampling settings can be generated as one batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from llmloop.store.records import ModelVersion
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int = 128
+    temperature: float = 0.7
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" | "length"
+
+
+@dataclass
+class StreamResult:
+    """Filled in once a stream is exhausted."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    text: str = ""
+
+
+class Engine(Protocol):
+    def load(self, version: ModelVersion) -> None: ...
+
+    def unload(self, name: str) -> None: ...
+
+    def loaded(self) -> list[str]: ...
+
+    def chat(self, version: str, messages: list[dict[str, Any]], params: SamplingParams, n: int = 1) -> list[Generation]: ...
+
+    def chat_batch(self, version: str, conversations: list[list[dict[str, Any]]], params: SamplingParams) -> list[Generation]: ...
+
+    def chat_stream(self, version: str, messages: list[dict[str, Any]], params: SamplingParams, result: StreamResult) -> Iterator[str]: ...
+
+    def complete(self, version: str, prompt: str, params: SamplingParams) -> Generation: ...
+
+
+class UnknownVersion(LookupError):
+    pass
+
+
+def count_tokens(engine: Any, version: str, messages: list[dict[str, Any]]) -> int:
+    """Prompt tokens of ``messages`` for ``version``: the engine's tokenizer when it has one (the
+    embedded engine), else an estimate of 4 bytes per token (an upstream's tokenizer is not here)."""
+    counter = getattr(engine, "count_tokens", None)
+    if counter is not None:
+        return counter(version, messages)
+    return sum(len((m.get("content") or "").encode()) // 4 + 4 for m in messages)
+
+
+def _truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+@dataclass
+class _Pending:
+    """A ``chat`` request waiting to be generated in some caller's batch."""
+
+    messages: list[dict[str, Any]]
+    n: int
+    done: threading.Event = field(default_factory=threading.Event)
+    result: list[Generation] | None = None
+    error: BaseException | None = None
+
+
+@dataclass
+class _Base:
+    model: Any  # PeftModel once an adapter is attached, else the plain model
+    tokenizer: Any
+    adapters: set[str] = field(default_factory=set)
+
+
+class EmbeddedEngine:
+    """transformers + peft in-process; CPU or one GPU."""
+
+    def __init__(self, device: str | None = None, dtype: str = "auto") -> None:
+        import torch
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = torch.bfloat16 if (dtype == "auto" and self.device == "cuda") else torch.float32
+        self._bases: dict[str, _Base] = {}
+        self._versions: dict[str, ModelVersion] = {}
+        self._lock = threading.RLock()
+        self._queue_lock = threading.Lock()
+        self._queue: dict[tuple[str, SamplingParams], list[_Pending]] = {}
+        # how much batching happened: chat requests served, and the generate calls that served them
+        self.stats = {"chat_requests": 0, "chat_batches": 0}
+
+    # -- loading ---------------------------------------------------------------------------------
+    def load(self, version: ModelVersion) -> None:
+        """Make ``version`` servable; loading the same version twice is a no-op."""
+        with self._lock:
+            if version.name in self._versions:
+                return
+            base = self._bases.get(version.base_model) or self._load_base(version.base_model)
+            if version.adapter_path:
+                self._attach(base, version)
+            self._versions[version.name] = version
+
+    def _load_base(self, path: str) -> _Base:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(path)
+        tok.padding_side = "left"
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
+        base = _Base(model=model, tokenizer=tok)
+        self._bases[path] = base
+        return base
+
+    def _attach(self, base: _Base, version: ModelVersion) -> None:
+        from peft import PeftModel
+
+        name = _adapter_name(version.name)
+        if not base.adapters:
+            base.model = PeftModel.from_pretrained(base.model, version.adapter_path, adapter_name=name)
+        else:
+            base.model.load_adapter(version.adapter_path, adapter_name=name)
+        base.model.eval()
+        base.adapters.add(name)
+
+    def unload(self, name: str) -> None:
+        with self._lock:
+            version = self._versions.pop(name, None)
+            if version is None or not version.adapter_path:
+                return
+            base = self._bases[version.base_model]
+            adapter = _adapter_name(name)
+            if adapter in base.adapters and len(base.adapters) > 1:
+                base.model.delete_adapter(adapter)
+                base.adapters.discard(adapter)
+
+    def loaded(self) -> list[str]:
+        return sorted(self._versions)
+
+    def count_tokens(self, version: str, messages: list[dict[str, Any]]) -> int:
+        """Tokens of the chat prompt ``messages`` would become (template included)."""
+        tok = self._bases[self.version(version).base_model].tokenizer
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    def version(self, name: str) -> ModelVersion:
+        try:
+            return self._versions[name]
+        except KeyError:
+            raise UnknownVersion(f"model version {name!r} is not loaded; loaded: {self.loaded()}") from None
+
+    # -- generation ------------------------------------------------------------------------------
+    def _select(self, name: str):  # -> (base, context manager)
+        import contextlib
+
+        v = self.version(name)
+        base = self._bases[v.base_model]
+        if v.adapter_path:
+            base.model.set_adapter(_adapter_name(name))
+            return base, contextlib.nullcontext()
+        if base.adapters:  # base-only version on a model that carries adapters
+            return base, base.model.disable_adapter()
+        return base, contextlib.nullcontext()
+
+    def _encode_chat(self, tok, conversations: list[list[dict[str, Any]]]):  # noqa: ANN001
+        texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+        return tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+    def _generate(self, base: _Base, enc, params: SamplingParams, n: int = 1, streamer=None):  # noqa: ANN001
+        import torch
+
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=params.max_tokens,
+            num_return_sequences=n,
+            pad_token_id=base.tokenizer.pad_token_id,
+            streamer=streamer,
+        )
+        if params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None)
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        with torch.inference_mode():
+            return base.model.generate(**enc, **kwargs)
+
+    def _decode(self, base: _Base, out, prompt_len: int, prompt_tokens: list[int], params: SamplingParams) -> list[Generation]:  # noqa: ANN001
+        tok = base.tokenizer
+        eos = set(_eos_ids(base))
+        gens = []
+        for i, seq in enumerate(out):
+            new = seq[prompt_len:].tolist()
+            ended = next((j for j, t in enumerate(new) if t in eos), None)
+            ids = new if ended is None else new[:ended]
+            text, stopped = _truncate_at_stop(_clean(tok.decode(ids, skip_special_tokens=True)), params.stop)
+            finish = "stop" if (ended is not None or stopped) else "length"
+            gens.append(Generation(text=text, prompt_tokens=prompt_tokens[i], completion_tokens=len(ids) + (ended is not None), finish_reason=finish))
+        return gens
+
+    def chat(self, version: str, messages: list[dict[str, Any]], params: SamplingParams, n: int = 1) -> list[Generation]:
+        """``n`` samples for one conversation.
+
+        Concurrent calls for the same version and sampling settings are generated together: while
+        one generation holds the engine, later requests queue up, and whichever caller gets the
+        engine next takes every queued request of its kind and runs them as one left-padded batch.
+        No request waits for a timer. A request with a ``seed`` runs alone, so that it repeats.
+        """
+        # Greedy decoding has one answer (and transformers refuses n > 1 without sampling).
+        k = n if params.temperature > 0 else 1
+        if params.seed is not None:
+            with self._lock:
+                gens = self._chat_rows(version, [(messages, k)], params)[0]
+            return gens if k == n else gens * n
+        pending = _Pending(messages, k)
+        key = (version, params)
+        with self._queue_lock:
+            self._queue.setdefault(key, []).append(pending)
+        with self._lock:
+            with self._queue_lock:
+                batch = self._queue.pop(key, [])
+            if batch:
+                self.stats["chat_requests"] += len(batch)
+                self.stats["chat_batches"] += 1
+                try:
+                    results = self._chat_rows(version, [(p.messages, p.n) for p in batch], params)
+                    for p, gens in zip(batch, results, strict=True):
+                        p.result = gens
+                except BaseException as e:
+                    for p in batch:
+                        p.error = e
+                finally:
+                    for p in batch:
+                        p.done.set()
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result if k == n else pending.result * n
+
+    def _chat_rows(self, version: str, rows: list[tuple[list[dict[str, Any]], int]], params: SamplingParams) -> list[list[Generation]]:
+        """``n`` samples for each (conversation, n), as one batch; the caller holds the lock."""
+        base, ctx = self._select(version)
+        flat = [messages for messages, n in rows for _ in range(n)]
+        enc = self._encode_chat(base.tokenizer, flat)
+        with ctx:
+            out = self._generate(base, enc, params)
+        gens = self._decode(base, out, enc["input_ids"].shape[1], [int(m.sum()) for m in enc["attention_mask"]], params)
+        grouped, i = [], 0
+        for _, n in rows:
+            grouped.append(gens[i : i + n])
+            i += n
+        return grouped
+
+    def chat_batch(self, version: str, conversations: list[list[dict[str, Any]]], params: SamplingParams) -> list[Generation]:
+        """One sample for each conversation, generated as one left-padded batch."""
+        with self._lock:
+            base, ctx = self._select(version)
+            enc = self._encode_chat(base.tokenizer, conversations)
+            with ctx:
+                out = self._generate(base, enc, params)
+            plen = enc["input_ids"].shape[1]
+            return self._decode(base, out, plen, [int(m.sum()) for m in enc["attention_mask"]], params)
+
+    def chat_stream(self, version: str, messages: list[dict[str, Any]], params: SamplingParams, result: StreamResult) -> Iterator[str]:
+        """Yield text pieces as they are generated; ``result`` holds counts once exhausted.
+
+        The generator holds the engine's (re-entrant, thread-owned) lock from its first piece to its
+        end, so consume it start to end on one thread.
+        """
+        from transformers import TextIteratorStreamer
+
+        with self._lock:
+            base, ctx = self._select(version)
+            enc = self._encode_chat(base.tokenizer, [messages])
+            streamer = TextIteratorStreamer(base.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            outcome: dict[str, Any] = {}
+
+            def work() -> None:
+                try:
+                    with ctx:
+                        outcome["out"] = self._generate(base, enc, params, streamer=streamer)
+                except BaseException as e:  # surfaced to the consumer below
+                    outcome["error"] = e
+                    streamer.end()
+
+            thread = threading.Thread(target=work, daemon=True)
+            thread.start()
+            emitted = ""
+            stopped = False
+            exhausted = False
+            try:
+                for piece in streamer:
+                    if stopped:
+                        continue  # drain so that generation finishes
+                    candidate, hit = _truncate_at_stop(emitted + _clean(piece), params.stop)
+                    if candidate[len(emitted):]:
+                        yield candidate[len(emitted):]
+                    emitted = candidate
+                    stopped = hit
+                exhausted = True
+            finally:
+                if not exhausted:
+                    # Closed early (the consumer went away): let generation finish before the lock is
+                    # released, or it would go on using the model while another request sets adapters.
+                    for _ in streamer:
+                        pass
+                thread.join()
+            if "error" in outcome:
+                raise outcome["error"]
+            gen = self._decode(base, outcome["out"], enc["input_ids"].shape[1], [int(enc["attention_mask"][0].sum())], params)[0]
+            result.prompt_tokens = gen.prompt_tokens
+            result.completion_tokens = gen.completion_tokens
+            result.finish_reason = "stop" if stopped else gen.finish_reason
+            result.text = emitted
+
+    def complete(self, version: str, prompt: str, params: SamplingParams) -> Generation:
+        """Plain text continuation (completion models)."""
+        with self._lock:
+            base, ctx = self._select(version)
+            enc = base.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+            with ctx:
+                out = self._generate(base, enc, params)
+            plen = enc["input_ids"].shape[1]
+            return self._decode(base, out, plen, [plen], params)[0]
+
+
+def _clean(text: str) -> str:
+    # A byte-level model can emit NUL; no client wants it and PostgreSQL text cannot hold it.
+    return text.replace("\x00", "")
+
+
+def _adapter_name(version: str) -> str:
+    # peft adapter names become module attribute keys: no dots allowed
+    return "v_" + version.replace(".", "_").replace("-", "_")
+
+
+def _eos_ids(base: _Base) -> list[int]:
+    eos = base.model.generation_config.eos_token_id
+    ids = eos if isinstance(eos, list) else [eos]
+    if base.tokenizer.eos_token_id is not None:
+        ids = [*ids, base.tokenizer.eos_token_id]
+    return [i for i in ids if i is not None]

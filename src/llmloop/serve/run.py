@@ -1,0 +1,62 @@
+"""``run_gateway(config)``: what ``llmloop serve`` does — pick the engine, build the app, run uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+from llmloop.serve.config import ServeConfig
+from llmloop.serve.engine import Engine
+from llmloop.serve.logs import configure_logging
+
+log = logging.getLogger("llmloop.serve")
+
+
+def build_engine(config: ServeConfig) -> Engine:
+    if config.engine == "embedded":
+        from llmloop.serve.engine import EmbeddedEngine
+
+        if config.threads:
+            import torch
+
+            torch.set_num_threads(config.threads)
+        return EmbeddedEngine(device=config.device)
+    if config.engine == "echo":
+        from llmloop.serve.echo import EchoEngine
+
+        return EchoEngine()
+    from llmloop.serve.upstream import UpstreamEngine
+
+    if config.engine == "upstream":
+        if not config.upstream_url:
+            raise ValueError("--engine upstream needs --upstream-url, e.g. http://127.0.0.1:8001/v1")
+        return UpstreamEngine(config.upstream_url, api_key=config.upstream_api_key,
+                              base_model_name=config.upstream_model)
+    from llmloop.serve.vllm import VllmLauncher
+
+    model = config.vllm_model
+    if model is None:
+        from llmloop.store import open_database, registry
+
+        try:
+            model = registry.get(open_database(), "production").base_model
+        except registry.VersionNotFound:
+            raise ValueError("--engine vllm: no production version to take the base model from; give --vllm-model") from None
+    from llmloop.workspace import get_workspace
+
+    launcher = VllmLauncher(config.vllm_command, model=model, port=config.vllm_port, max_lora_rank=config.max_lora_rank,
+                            max_loras=config.max_loras, served_model_name=config.served_model_name,
+                            log_path=get_workspace().home / "vllm.log")
+    log.info("starting the upstream: %s", " ".join(launcher.argv))
+    launcher.start()
+    return UpstreamEngine(launcher.url, base_model_name=config.served_model_name, launcher=launcher)
+
+
+def run_gateway(config: ServeConfig) -> None:
+    import uvicorn
+
+    from llmloop.serve.app import create_app
+
+    configure_logging(config.log_level, config.json_logs)
+    app = create_app(engine=build_engine(config), config=config)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level,
+                log_config=None, access_log=False)  # our middleware writes the access log (with request ids)

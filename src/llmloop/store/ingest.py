@@ -1,0 +1,351 @@
+"""Group commit for everything the gateway writes per request: answers, battles, votes, thumbs,
+edit/regenerate events.
+
+Many request threads ``submit`` units; one writer thread takes everything queued, validates it with
+one query per table (not one per event), inserts it with one multi-row statement per table and
+commits once. Each unit's future resolves only after that commit returned — so an acknowledgement
+never precedes durability — and a commit costs one fsync however many events it carries, which is
+what lifts SQLite (``synchronous=FULL``) from ~2,000 to well over 10,000 durable events/s.
+
+A *unit* is all-or-nothing: the batch feedback endpoint submits its events as one unit; a bad event
+fails the unit (with every error and its index) and nothing of it is stored, while the other units
+of the same group commit normally. Only a database error (or a race with another process, as a
+unique-key violation) fails a whole group; the writer then retries each unit in its own transaction,
+so one bad unit never takes its neighbours down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from llmloop.store.db import Database, utcnow
+from llmloop.store.feedback import EVENT_KINDS, VOTE_CHOICES
+from llmloop.store.tables import battles, completions, feedback_events, thumbs, votes
+
+log = logging.getLogger("llmloop.store.ingest")
+_IN_CHUNK = 500  # ids per IN (...) query: well under SQLite's variable limit
+
+
+# -- what can be written ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CompletionOp:
+    request_id: str
+    user_id: str
+    version: str
+    messages: list[dict[str, Any]]
+    output: str
+    battle_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BattleOp:
+    battle_id: str
+    user_id: str
+    messages: list[dict[str, Any]]
+    answers: tuple[tuple[str, str, str], tuple[str, str, str]]  # (request_id, version, output) × 2
+
+
+@dataclass(frozen=True)
+class VoteOp:
+    battle_id: str
+    user_id: str
+    choice: str
+    owner: str | None = None  # when set, the battle must have been served to this user
+
+
+@dataclass(frozen=True)
+class ThumbOp:
+    request_id: str
+    user_id: str
+    rating: int
+    comment: str = ""
+    correction: str | None = None
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class EventOp:
+    kind: str  # edit | regenerate
+    request_id: str
+    user_id: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    owner: str | None = None
+
+
+Op = CompletionOp | BattleOp | VoteOp | ThumbOp | EventOp
+
+
+@dataclass(frozen=True)
+class OpResult:
+    """What a stored op became: its row id (votes, thumbs, events) and the version it is about."""
+
+    id: int | None
+    version: str | None = None
+    versions: tuple[str, str] | None = None  # a vote: (version_a, version_b)
+
+
+@dataclass(frozen=True)
+class OpError:
+    index: int
+    code: str  # not_found | forbidden | duplicate | invalid
+    message: str
+
+
+class UnitRejected(ValueError):
+    """A unit failed validation; nothing of it was stored."""
+
+    def __init__(self, errors: list[OpError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"event {e.index}: {e.message}" for e in errors))
+
+
+# -- the vectorised write ----------------------------------------------------------------------------
+def _chunks(keys: list[str]) -> list[list[str]]:
+    return [keys[i:i + _IN_CHUNK] for i in range(0, len(keys), _IN_CHUNK)]
+
+
+def _fetch(conn: sa.Connection, column: sa.Column, keys: set[str], *cols: sa.Column,
+           where: sa.ColumnElement | None = None) -> list[sa.Row]:
+    rows: list[sa.Row] = []
+    for chunk in _chunks(sorted(keys)):
+        q = sa.select(*cols).where(column.in_(chunk))
+        rows += conn.execute(q if where is None else q.where(where)).all()
+    return rows
+
+
+def ingest(conn: sa.Connection, units: list[list[Op]]) -> list[list[OpResult] | UnitRejected]:
+    """Validate and insert ``units`` inside the caller's transaction; one result per unit."""
+    rids = {op.request_id for u in units for op in u if isinstance(op, (ThumbOp, EventOp))}
+    bids = {op.battle_id for u in units for op in u if isinstance(op, VoteOp)}
+    answers = {r.request_id: (r.version, r.user_id) for r in _fetch(
+        conn, completions.c.request_id, rids, completions.c.request_id, completions.c.version, completions.c.user_id)}
+    fights = {r.id: (r.version_a, r.version_b, r.user_id) for r in _fetch(
+        conn, battles.c.id, bids, battles.c.id, battles.c.version_a, battles.c.version_b, battles.c.user_id)}
+    voters = {op.user_id for u in units for op in u if isinstance(op, VoteOp)}
+    voted = set()
+    if bids:  # only the (battle, user) pairs this group could repeat, not every vote of a battle
+        for chunk in _chunks(sorted(voters)):
+            voted |= {(r.battle_id, r.user_id) for r in _fetch(
+                conn, votes.c.battle_id, bids, votes.c.battle_id, votes.c.user_id, where=votes.c.user_id.in_(chunk))}
+
+    now = utcnow()
+    rows: dict[str, list[dict[str, Any]]] = {"completions": [], "battles": [], "votes": [], "thumbs": [], "events": []}
+    slots: dict[str, list[tuple[int, int]]] = {"votes": [], "thumbs": [], "events": []}  # (unit, op) per row
+    results: list[list[OpResult] | UnitRejected] = []
+    for ui, unit in enumerate(units):
+        errors: list[OpError] = []
+        staged_answers: dict[str, tuple[str, str]] = {}
+        staged_fights: dict[str, tuple[str, str, str]] = {}
+        staged_votes: set[tuple[str, str]] = set()
+        out: list[OpResult] = []
+        staged: list[tuple[str, dict[str, Any], int | None]] = []  # (table, row, op index for an id)
+
+        def answer(rid: str) -> tuple[str, str] | None:
+            return staged_answers.get(rid) or answers.get(rid)
+
+        for oi, op in enumerate(unit):
+            if isinstance(op, CompletionOp):
+                staged.append(("completions", dict(request_id=op.request_id, user_id=op.user_id, version=op.version,
+                                                     messages=op.messages, output=op.output, battle_id=op.battle_id,
+                                                     created_at=now), None))
+                staged_answers[op.request_id] = (op.version, op.user_id)
+                out.append(OpResult(None, op.version))
+            elif isinstance(op, BattleOp):
+                for rid, ver, text in op.answers:
+                    staged.append(("completions", dict(request_id=rid, user_id=op.user_id, version=ver,
+                                                         messages=op.messages, output=text, battle_id=op.battle_id,
+                                                         created_at=now), None))
+                    staged_answers[rid] = (ver, op.user_id)
+                (ra, va, _), (rb, vb, _) = op.answers
+                staged.append(("battles", dict(id=op.battle_id, user_id=op.user_id, messages=op.messages,
+                                                 request_id_a=ra, request_id_b=rb, version_a=va, version_b=vb,
+                                                 created_at=now), None))
+                staged_fights[op.battle_id] = (va, vb, op.user_id)
+                out.append(OpResult(None, versions=(va, vb)))
+            elif isinstance(op, VoteOp):
+                fight = staged_fights.get(op.battle_id) or fights.get(op.battle_id)
+                if op.choice not in VOTE_CHOICES:
+                    errors.append(OpError(oi, "invalid", f"choice must be one of {VOTE_CHOICES}, got {op.choice!r}"))
+                elif fight is None:
+                    errors.append(OpError(oi, "not_found", f"no arena battle {op.battle_id!r}"))
+                elif op.owner is not None and fight[2] != op.owner:
+                    errors.append(OpError(oi, "forbidden", f"battle {op.battle_id!r} was not served to you"))
+                elif (op.battle_id, op.user_id) in voted or (op.battle_id, op.user_id) in staged_votes:
+                    errors.append(OpError(oi, "duplicate", f"user {op.user_id!r} already voted on battle {op.battle_id!r}"))
+                else:
+                    staged_votes.add((op.battle_id, op.user_id))
+                    staged.append(("votes", dict(battle_id=op.battle_id, user_id=op.user_id, choice=op.choice,
+                                                   created_at=now), oi))
+                    out.append(OpResult(None, versions=(fight[0], fight[1])))
+            elif isinstance(op, (ThumbOp, EventOp)):
+                found = answer(op.request_id)
+                if isinstance(op, ThumbOp) and op.rating not in (1, -1):
+                    errors.append(OpError(oi, "invalid", f"rating must be 1 or -1, got {op.rating!r}"))
+                elif isinstance(op, EventOp) and op.kind not in EVENT_KINDS:
+                    errors.append(OpError(oi, "invalid", f"event kind must be one of {EVENT_KINDS}, got {op.kind!r}"))
+                elif found is None:
+                    errors.append(OpError(oi, "not_found", f"no answer with request id {op.request_id!r}"))
+                elif op.owner is not None and found[1] != op.owner:
+                    errors.append(OpError(oi, "forbidden", f"answer {op.request_id!r} was not served to you"))
+                elif isinstance(op, ThumbOp):
+                    staged.append(("thumbs", dict(request_id=op.request_id, user_id=op.user_id, rating=op.rating,
+                                                    comment=op.comment, correction=op.correction, created_at=now), oi))
+                    out.append(OpResult(None, found[0]))
+                else:
+                    staged.append(("events", dict(kind=op.kind, request_id=op.request_id, version=found[0],
+                                                    user_id=op.user_id, payload=op.payload, created_at=now), oi))
+                    out.append(OpResult(None, found[0]))
+            else:  # pragma: no cover - a programming error
+                raise TypeError(f"cannot ingest {op!r}")
+        if errors:
+            results.append(UnitRejected(errors))
+            continue
+        # accepted: later units see what this one adds
+        answers.update(staged_answers)
+        fights.update(staged_fights)
+        voted.update(staged_votes)
+        for key, row, oi in staged:
+            rows[key].append(row)
+            if oi is not None:
+                slots[key].append((ui, oi))
+        results.append(out)
+
+    if rows["completions"]:
+        conn.execute(completions.insert(), rows["completions"])
+    if rows["battles"]:
+        conn.execute(battles.insert(), rows["battles"])
+    for key, table in (("votes", votes), ("thumbs", thumbs), ("events", feedback_events)):
+        if not rows[key]:
+            continue
+        ids = _insert_returning_ids(conn, table, rows[key])
+        for (ui, oi), new_id in zip(slots[key], ids, strict=True):
+            unit = results[ui]
+            assert isinstance(unit, list)
+            unit[oi] = OpResult(int(new_id), unit[oi].version, unit[oi].versions)
+    return results
+
+
+def _insert_returning_ids(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows``; their new ids in the same order.
+
+    PostgreSQL: ``INSERT … RETURNING`` with SQLAlchemy's ordered multi-row batches. SQLite cannot
+    promise RETURNING order in a batch, so SQLAlchemy would send one statement per row; instead one
+    ``executemany`` and then the newest ``len(rows)`` ids: SQLite has one writer at a time and this
+    transaction holds the write lock since its first insert, and a rowid primary key is assigned as
+    max + 1 per row in parameter order, so those ids are exactly ours, in order.
+    """
+    if conn.dialect.name != "sqlite":
+        return list(conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
+    conn.execute(table.insert(), rows)
+    newest = conn.execute(sa.select(table.c.id).order_by(table.c.id.desc()).limit(len(rows))).scalars().all()
+    return [int(i) for i in reversed(newest)]
+
+
+def ingest_now(db: Database, units: list[list[Op]]) -> list[list[OpResult] | UnitRejected]:
+    """``ingest`` in one transaction of its own (no writer thread)."""
+    with db.begin() as conn:
+        return ingest(conn, units)
+
+
+# -- the writer thread ---------------------------------------------------------------------------
+@dataclass
+class _Pending:
+    ops: list[Op]
+    future: Future = field(default_factory=Future)
+
+
+class GroupCommitWriter:
+    """One thread that commits whatever is queued as one transaction (group commit)."""
+
+    def __init__(self, db: Database, *, max_events: int = 4096) -> None:
+        self.db = db
+        self.max_events = max_events
+        self._queue: deque[_Pending] = deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self.stats = {"units": 0, "commits": 0}
+        self._thread = threading.Thread(target=self._run, name="llmloop-feedback-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, ops: Iterable[Op]) -> Future:
+        """A future resolved (after commit) to the unit's ``OpResult`` list, or failed with
+        ``UnitRejected`` / the database error."""
+        pending = _Pending(list(ops))
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("the feedback writer is closed")
+            self._queue.append(pending)
+            self._cv.notify()
+        return pending.future
+
+    def write(self, ops: Iterable[Op], timeout: float | None = 60) -> list[OpResult]:
+        """Blocking ``submit``: the results once durable."""
+        return self.submit(ops).result(timeout)
+
+    def close(self, timeout: float = 30) -> None:
+        """Commit what is queued, then stop."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    def _take(self) -> list[_Pending] | None:
+        with self._cv:
+            while not self._queue and not self._closed:
+                self._cv.wait()
+            if not self._queue:
+                return None
+            group, n = [], 0
+            while self._queue and (not group or n + len(self._queue[0].ops) <= self.max_events):
+                item = self._queue.popleft()
+                group.append(item)
+                n += len(item.ops)
+            return group
+
+    def _run(self) -> None:
+        while (group := self._take()) is not None:
+            try:
+                self._commit(group)
+            except BaseException:  # noqa: BLE001 - never let the writer die; report per unit
+                for item in group:
+                    self._commit_alone(item)
+
+    def _commit(self, group: list[_Pending]) -> None:
+        with self.db.begin() as conn:
+            results = ingest(conn, [item.ops for item in group])
+        self.stats["commits"] += 1
+        self.stats["units"] += len(group)
+        for item, result in zip(group, results, strict=True):
+            _resolve(item.future, result)
+
+    def _commit_alone(self, item: _Pending) -> None:
+        try:
+            with self.db.begin() as conn:
+                (result,) = ingest(conn, [item.ops])
+        except sa.exc.IntegrityError as e:  # a race with another process (same vote twice)
+            _resolve(item.future, UnitRejected([OpError(0, "duplicate", f"conflicts with a stored row: {e.orig}")]))
+        except BaseException as e:  # noqa: BLE001
+            log.exception("feedback write failed")
+            if not item.future.done():
+                item.future.set_exception(e)
+        else:
+            self.stats["commits"] += 1
+            self.stats["units"] += 1
+            _resolve(item.future, result)
+
+
+def _resolve(future: Future, result: list[OpResult] | UnitRejected) -> None:
+    if future.done():
+        return
+    if isinstance(result, UnitRejected):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

@@ -1,0 +1,284 @@
+"""Run one training stage as a durable job (T10): ``run_training(db, stage, config)``.
+
+The runner owns everything around a recipe: the job row (queued → running → succeeded, failed
+with the error, or cancelled on Ctrl-C), the job's log file, live metrics, the loss curve and the
+registration of the trained model with its lineage. Recipes (``pt``, ``sft``, ``dpo``) only train.
+
+The library prints nothing: library loggers and warnings go to ``<job>/job.log`` while the run
+lasts, Hugging Face progress bars are off, and progress reaches the caller through ``progress``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmloop.data.versions import read_rows, resolve
+from llmloop.store import Database, registry
+from llmloop.store import jobs as store_jobs
+from llmloop.store.datasets import DatasetNotFound
+from llmloop.store.records import DatasetVersion, Job, ModelVersion
+from llmloop.train import dpo, grpo, kto, pt, rm, sft
+from llmloop.train.common import MERGED_BASE, RecipeOutput, StartingModel, TrainingInputError, resolve_model
+from llmloop.train.config import CONFIGS, StageConfig
+from llmloop.train.metrics import MetricsRecorder, ProgressFn, plot_loss
+
+log = logging.getLogger("llmloop.train")
+
+def _no_ppo(config, *args: Any, **kwargs: Any) -> RecipeOutput:  # noqa: ANN001
+    raise TrainingInputError(
+        "stage ppo: TRL 1.16 (this engine) has no PPO trainer any more; run it with --backend llamafactory "
+        "(LLaMA-Factory's ppo stage, with reward_model from `llmloop train rm`), or use `llmloop train grpo`"
+    )
+
+
+Recipe = Callable[[Any, StartingModel, list[dict[str, Any]], Path, list], RecipeOutput]
+RECIPES: dict[str, Recipe] = {"pt": pt.run, "sft": sft.run, "dpo": dpo.run, "kto": kto.run, "rm": rm.run,
+                               "grpo": grpo.run, "ppo": _no_ppo}
+DATASET_KIND = {"pt": "pt", "sft": "sft", "dpo": "preference", "kto": "kto", "rm": "preference", "grpo": "prompt",
+                "ppo": "prompt"}
+MODEL_KIND = {"pt": "completion", "sft": "chat", "dpo": "chat", "kto": "chat", "grpo": "chat", "ppo": "chat"}
+# rm trains a scorer, not a generator: its output is recorded with the job, not registered
+VERSION_PREFIX = {"completion": "c", "chat": "v"}
+# Loggers whose records belong in the job log rather than on the console.
+_CAPTURED = ("llmloop", "transformers", "trl", "peft", "accelerate", "datasets", "torch", "py.warnings")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    job: Job
+    output_dir: Path  # the trained adapter (LoRA) or full model directory
+    model_version: ModelVersion | None  # the registered version, when the config asked for one
+    train_loss: float | None  # the last logged training loss
+    metrics: dict[str, Any]
+
+
+class JobCancelled(KeyboardInterrupt):
+    """A cancel request (``llmloop jobs cancel``) stopped the run at a step boundary."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} cancelled on request")
+
+
+class JobFailed(RuntimeError):
+    """A training job ended ``failed``; ``job`` is its final record, ``user_error`` whether the
+    cause was the input (unknown dataset, wrong kind, bad model) rather than the training itself."""
+
+    def __init__(self, job: Job, cause: BaseException) -> None:
+        self.job = job
+        self.user_error = isinstance(cause, (TrainingInputError, DatasetNotFound))
+        super().__init__(f"job {job.id} failed: {cause}")
+
+
+def run_training(db: Database, stage: str, config: StageConfig, progress: ProgressFn | None = None) -> TrainResult:
+    """Train ``config`` as stage ``stage`` in a new job, in this process; raises ``JobFailed`` when
+    the run fails. (``llmloop train`` runs jobs as processes of their own: ``train.worker``.)"""
+    _check_config(stage, config)
+    job = store_jobs.create_job(db, stage=stage, config=config.model_dump(mode="json", by_alias=True))
+    store_jobs.claim(db, job.id, worker=f"in-process:{os.getpid()}")
+    return execute_job(db, store_jobs.get_job(db, job.id), config, progress)
+
+
+def _check_config(stage: str, config: StageConfig) -> None:
+    expected = CONFIGS.get(stage)
+    if expected is None or not isinstance(config, expected):
+        raise TypeError(f"stage {stage!r} needs a {expected.__name__ if expected else 'known stage'} config, got {type(config).__name__}")
+
+
+def execute_job(db: Database, job: Job, config: StageConfig, progress: ProgressFn | None = None,
+                resume: bool = False) -> TrainResult:
+    """Run a claimed (running) job to its end: succeeded, failed (``JobFailed``) or cancelled
+    (``KeyboardInterrupt`` re-raised, or ``JobCancelled`` when a cancel request stopped it)."""
+    stage = job.stage
+    _check_config(stage, config)
+    out = Path(job.output_dir)
+    with _job_log(Path(job.log_path)):
+        log.info("job %s: %s from %s on %s%s", job.id, stage, config.model, config.dataset,
+                 " (resuming)" if resume else "")
+        try:
+            result = _run(db, job, stage, config, out, progress, resume)
+        except KeyboardInterrupt:
+            log.warning("job %s cancelled", job.id)
+            store_jobs.set_status(db, job.id, "cancelled", error="interrupted")
+            raise
+        except Exception as e:
+            log.exception("job %s failed", job.id)
+            failed = store_jobs.set_status(db, job.id, "failed", error=f"{type(e).__name__}: {e}")
+            raise JobFailed(failed, e) from e
+    return result
+
+
+def follow_job(db: Database, job: Job, config: StageConfig, resume: bool = False) -> None:
+    """A non-main process of a multi-GPU job: the same recipe (the trainer synchronises the
+    processes), no store writes; the main process records everything."""
+    start = resolve_model(db, config.model)
+    dataset = _dataset(db, config.dataset, job.stage)
+    eval_rows = read_rows(_dataset(db, config.evaluation.dataset, job.stage)) if config.evaluation.dataset else None
+    extra = {"reference": resolve_model(db, config.ref_model)} if getattr(config, "ref_model", None) else {}
+    RECIPES[job.stage](config, start, read_rows(dataset), Path(job.output_dir), [], resume=resume,
+                       eval_rows=eval_rows, **extra)
+
+
+def _run(db: Database, job: Job, stage: str, config: StageConfig, out: Path, progress: ProgressFn | None,
+         resume: bool) -> TrainResult:
+    start = resolve_model(db, config.model)
+    dataset = _dataset(db, config.dataset, stage)
+    kind = MODEL_KIND.get(stage)
+    if config.registration.enabled and config.registration.name:
+        _check_name_free(db, config.registration.name)
+    log.info(
+        "starting model: base %s, adapter %s, version %s",
+        start.base_model, start.adapter_path, start.version.name if start.version else None,
+    )
+    log.info("dataset %s@%s: %d rows (id %d)", dataset.dataset, dataset.version, dataset.row_count, dataset.id)
+
+    eval_rows = None
+    if config.evaluation.dataset:
+        eval_version = _dataset(db, config.evaluation.dataset, stage)
+        eval_rows = read_rows(eval_version)
+        log.info("eval dataset %s@%s: %d rows", eval_version.dataset, eval_version.version, eval_version.row_count)
+    recorder = MetricsRecorder(db, job.id, out, progress, resume=resume)
+    began = time.monotonic()
+    extra = {"reference": resolve_model(db, config.ref_model)} if getattr(config, "ref_model", None) else {}
+    output = RECIPES[stage](config, start, read_rows(dataset), out, [recorder], resume=resume, eval_rows=eval_rows,
+                            **extra)
+    if recorder.cancelled:
+        raise JobCancelled(job.id)
+    metrics = _metrics(output, recorder, time.monotonic() - began)
+    log.info("trained: %s", metrics)
+    if config.plot_loss and recorder.steps:
+        plot_loss(recorder.log_file, out / "training_loss.png")
+
+    version = None
+    if config.registration.enabled and kind is not None:
+        version = _register(db, job, config, kind, start, dataset, output.path, metrics)
+        log.info("registered model version %s", version.name)
+    done = store_jobs.set_status(
+        db,
+        job.id,
+        "succeeded",
+        result={
+            "output": str(output.path),
+            "model_version": version.name if version else None,
+            "dataset_version_id": dataset.id,
+            "starting_model": {"base_model": start.base_model, "adapter_path": start.adapter_path,
+                               "version": start.version.name if start.version else None},
+            "metrics": metrics,
+        },
+    )
+    return TrainResult(done, output.path, version, metrics.get("loss_final"), metrics)
+
+
+def _dataset(db: Database, ref: str, stage: str) -> DatasetVersion:
+    version = resolve(db, ref)
+    want = DATASET_KIND[stage]
+    if version.kind != want:
+        raise TrainingInputError(
+            f"dataset {ref!r} holds {version.kind} rows, but `train {stage}` needs {want} rows; "
+            f"pick a {want} dataset (see `llmloop data list`)"
+        )
+    return version
+
+
+def _check_name_free(db: Database, name: str) -> None:
+    try:
+        registry.get(db, name)
+    except registry.VersionNotFound:
+        return
+    raise TrainingInputError(
+        f"register.name {name!r} is taken (versions are immutable); choose another name or leave it out for the next free one"
+    )
+
+
+def _metrics(output: RecipeOutput, recorder: MetricsRecorder, seconds: float) -> dict[str, Any]:
+    m = output.metrics
+    out: dict[str, Any] = {
+        "loss_mean": m.get("train_loss"),
+        "steps": m.get("global_step", 0),
+        "runtime_s": round(seconds, 2),
+    }
+    if m.get("num_input_tokens_seen"):
+        out["tokens"] = m["num_input_tokens_seen"]
+    out.update(recorder.summary())
+    return out
+
+
+def _register(
+    db: Database,
+    job: Job,
+    config: StageConfig,
+    kind: str,
+    start: StartingModel,
+    dataset: DatasetVersion,
+    path: Path,
+    metrics: dict[str, Any],
+) -> ModelVersion:
+    parent = start.version.name if start.version else None
+    name = config.registration.name or registry.next_version_name(db, parent, prefix=VERSION_PREFIX[kind])
+    lora = config.finetuning != "full"
+    note = config.registration.note or f"{job.stage} ({config.finetuning}) from {config.model} on {dataset.dataset}@{dataset.version}"
+    return registry.register(
+        db,
+        name=name,
+        kind=kind,
+        # A LoRA version is its base plus the new adapter; a full fine-tune is a model of its own.
+        base_model=_base_of(start, path) if lora else str(path),
+        adapter_path=str(path) if lora else None,
+        parent=parent,
+        job_id=job.id,
+        dataset_versions=[dataset.id],
+        metrics=metrics,
+        stage="candidate",
+        note=note,
+    )
+
+
+def _base_of(start: StartingModel, adapter: Path) -> str:
+    """The full weights an adapter applies to: the job's merged base (adapter_start: merge) or the start's."""
+    merged = adapter.parent / MERGED_BASE
+    return str(merged) if merged.is_dir() else start.base_model
+
+
+@contextmanager
+def _job_log(path: Path) -> Iterator[None]:
+    """Send library logs and warnings to ``path`` and silence console output for the block."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved = []
+    for name in _CAPTURED:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.level, logger.propagate))
+        logger.handlers = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.INFO if name in ("llmloop", "transformers", "trl", "peft") else logging.WARNING)
+    hf_bars, ds_bars = hf_logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            logging.captureWarnings(True)
+            try:
+                yield
+            finally:
+                logging.captureWarnings(False)
+    finally:
+        for logger, handlers, level, propagate in saved:
+            logger.handlers = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+        if hf_bars:
+            hf_logging.enable_progress_bar()
+        if ds_bars:
+            datasets.enable_progress_bars()
+        handler.close()

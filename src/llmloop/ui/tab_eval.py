@@ -1,0 +1,141 @@
+"""The Evaluate tab: judged comparisons (win rate with its 95% interval) and evaluation runs of N
+models as background tasks, the leaderboard, per-sample drill-down, report downloads, and the
+human-review sheet round trip — each a call to ``/api/v1/eval`` or ``/api/v1/tasks``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmloop.ui.client import GatewayError
+from llmloop.ui.common import Ctx, progress_html, rows
+from llmloop.ui.i18n import t
+
+COMPARISON_COLUMNS = ["id", "version_x", "version_y", "judge", "n", "wins", "losses", "ties", "win_rate", "ci_low", "ci_high"]
+BOARD_COLUMNS = ["rank", "model", "rating", "ci_low", "ci_high", "battles", "wins"]
+SAMPLE_COLUMNS = ["prompt", "answer_x", "answer_y", "winner", "reason"]
+
+
+def build(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loader
+    import gradio as gr
+
+    L, c = ctx.label, ctx.client
+    with gr.Accordion(ctx.t("eval_new"), open=True, visible=ctx.admin) as new_box:
+        L(new_box, "eval_new")
+        with gr.Row():
+            challenger = L(gr.Textbox("candidate", label=ctx.t("eval_challenger")), "eval_challenger")
+            incumbent = L(gr.Textbox("production", label=ctx.t("eval_incumbent")), "eval_incumbent")
+            prompts = L(gr.Textbox(label=ctx.t("eval_prompts")), "eval_prompts")
+            judge = L(gr.Textbox("python:llmloop.demo.users:preference_score", label=ctx.t("eval_judge")), "eval_judge")
+            compare = L(gr.Button(ctx.t("eval_compare"), variant="primary"), "eval_compare", "value")
+        with gr.Row():
+            versions = L(gr.Textbox("production, candidate", label=ctx.t("eval_versions")), "eval_versions")
+            data = L(gr.Textbox(label=ctx.t("eval_data")), "eval_data")
+            run = L(gr.Button(ctx.t("eval_run")), "eval_run", "value")
+    task_id = gr.State(None)
+    progress = gr.HTML(elem_id="eval-progress")
+    status = gr.Markdown(elem_id="eval-status")
+    timer = gr.Timer(1.5, active=False)
+    comparisons = L(gr.Dataframe(headers=COMPARISON_COLUMNS, label=ctx.t("eval_comparisons"), interactive=False,
+                                 elem_id="eval-comparisons"), "eval_comparisons")
+    board = L(gr.Dataframe(headers=BOARD_COLUMNS, label=ctx.t("eval_leaderboard"), interactive=False,
+                           elem_id="eval-leaderboard"), "eval_leaderboard")
+    refresh = L(gr.Button(ctx.t("refresh"), elem_id="eval-refresh"), "refresh", "value")
+    with gr.Row():
+        pick = L(gr.Textbox(label=ctx.t("eval_pick")), "eval_pick")
+        drill = L(gr.Button(ctx.t("eval_drill")), "eval_drill", "value")
+        sheet = L(gr.Button(ctx.t("eval_review_export")), "eval_review_export", "value")
+    samples = L(gr.Dataframe(headers=SAMPLE_COLUMNS, label=ctx.t("eval_samples"), interactive=False, wrap=True),
+                "eval_samples")
+    with gr.Row():
+        review_id = L(gr.Textbox(label=ctx.t("eval_review_id")), "eval_review_id")
+        filled = L(gr.File(label=ctx.t("eval_review_file"), file_types=[".csv", ".xlsx"]), "eval_review_file")
+        review_import = L(gr.Button(ctx.t("eval_review_import")), "eval_review_import", "value")
+    with gr.Row():
+        run_id = L(gr.Textbox(label=ctx.t("eval_run_id")), "eval_run_id")
+        fmt = L(gr.Dropdown(["html", "json", "csv"], value="html", label=ctx.t("eval_report_format")), "eval_report_format")
+        report = L(gr.Button(ctx.t("eval_report")), "eval_report", "value")
+    download = L(gr.File(label=ctx.t("download")), "download")
+
+    def load() -> tuple:
+        try:
+            comps = rows(c.get("/eval/comparisons"), COMPARISON_COLUMNS)
+        except GatewayError:
+            comps = []
+        try:  # refused (400) while there is no battle between two versions yet
+            ranks = rows(c.get("/eval/leaderboard", bootstrap=100)["rows"], BOARD_COLUMNS)
+        except GatewayError:
+            ranks = []
+        return comps, ranks
+
+    def started(task: dict[str, Any], lng: str) -> tuple:
+        return task["id"], gr.Timer(active=True), progress_html(task, lng), ""
+
+    def on_compare(x: str, y: str, p: str, j: str, lng: str) -> tuple:
+        try:
+            return started(c.post("/eval/comparisons", {"config": {"challenger": x, "incumbent": y, "prompts": p,
+                                                                  "judge": j}}), lng)
+        except GatewayError as e:
+            return None, gr.Timer(active=False), "", t("error", lng, msg=e)
+
+    def on_run(vs: str, d: str, lng: str) -> tuple:
+        names = [v.strip() for v in vs.replace("，", ",").split(",") if v.strip()]
+        try:
+            return started(c.post("/eval/runs", {"config": {"versions": names, "data": d}}), lng)
+        except GatewayError as e:
+            return None, gr.Timer(active=False), "", t("error", lng, msg=e)
+
+    def on_tick(tid: str | None, lng: str) -> tuple:
+        if not tid:
+            return gr.Timer(active=False), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        try:
+            task = c.get(f"/tasks/{tid}")
+        except GatewayError as e:
+            return gr.Timer(active=False), t("error", lng, msg=e), gr.skip(), gr.skip(), gr.skip()
+        if task["status"] in ("queued", "running"):
+            return gr.Timer(active=True), progress_html(task, lng), gr.skip(), gr.skip(), gr.skip()
+        result = task.get("result") or {}
+        note = t("eval_done", lng, id=result.get("comparison_id") or result.get("run_id") or "?") \
+            if task["status"] == "succeeded" else ""
+        comps, ranks = load()
+        return gr.Timer(active=False), progress_html(task, lng), comps, ranks, note
+
+    def on_drill(cid: str, lng: str) -> tuple:
+        try:
+            found = c.get(f"/eval/comparisons/{cid.strip()}")
+        except GatewayError as e:
+            return gr.skip(), t("error", lng, msg=e)
+        for s in found["samples"]:
+            s["prompt"] = " / ".join(m.get("content", "") for m in s["prompt"])
+        return rows(found["samples"], SAMPLE_COLUMNS), ""
+
+    def on_sheet(cid: str, lng: str) -> tuple:
+        try:
+            path = c.download(f"/eval/comparisons/{cid.strip()}/review-sheet", method="POST")
+        except GatewayError as e:
+            return gr.skip(), gr.skip(), t("error", lng, msg=e)
+        return str(path), path.stem, t("eval_sheet_ready", lng, id=path.stem)
+
+    def on_import(rid: str, path: str | None, lng: str) -> str:
+        if not path:
+            return t("data_no_file", lng)
+        try:
+            r = c.upload(f"/eval/reviews/{rid.strip()}", path)
+        except GatewayError as e:
+            return t("error", lng, msg=e)
+        return t("eval_review_saved", lng, id=r["comparison_id"], rate=f"{r['win_rate']:.2f}")
+
+    def on_report(rid: str, f: str, lng: str) -> tuple:
+        try:
+            return str(c.download(f"/eval/runs/{rid.strip()}/download", fmt=f)), ""
+        except GatewayError as e:
+            return gr.skip(), t("error", lng, msg=e)
+
+    compare.click(on_compare, [challenger, incumbent, prompts, judge, lang], [task_id, timer, progress, status])
+    run.click(on_run, [versions, data, lang], [task_id, timer, progress, status])
+    timer.tick(on_tick, [task_id, lang], [timer, progress, comparisons, board, status])
+    refresh.click(load, None, [comparisons, board])
+    drill.click(on_drill, [pick, lang], [samples, status])
+    sheet.click(on_sheet, [pick, lang], [download, review_id, status])
+    review_import.click(on_import, [review_id, filled, lang], status)
+    report.click(on_report, [run_id, fmt, lang], [download, status])
+    return load, [comparisons, board]

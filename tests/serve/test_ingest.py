@@ -1,0 +1,68 @@
+"""Group commit (``store.ingest``): units are all-or-nothing, ids come back in order, a unit sees what
+earlier units of the same group wrote, and nothing is acknowledged before it committed."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from llmloop.store import feedback
+from llmloop.store.ingest import (
+    BattleOp,
+    CompletionOp,
+    EventOp,
+    GroupCommitWriter,
+    ThumbOp,
+    UnitRejected,
+    VoteOp,
+    ingest_now,
+)
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def test_units_validate_together_and_fail_alone(db) -> None:
+    results = ingest_now(db, [
+        [CompletionOp("r1", "alice", "v1.0", MSG, "hello")],
+        [ThumbOp("r1", "alice", 1), EventOp("edit", "r1", "alice", {"text": "hi!"})],  # sees r1 from unit 0
+        [ThumbOp("r1", "bob", -1), ThumbOp("missing", "bob", 1)],  # one bad op: the unit fails
+        [BattleOp("b1", "alice", MSG, (("ra", "v1.0", "x"), ("rb", "v1.1", "y"))),
+         VoteOp("b1", "alice", "a"), VoteOp("b1", "alice", "b")],  # a repeated vote in one unit
+        [VoteOp("nope", "alice", "a"), ThumbOp("r1", "carol", 1, owner="alice")],
+    ])
+    assert results[0][0].version == "v1.0"
+    thumb, event = results[1]
+    assert thumb.id is not None and event.id is not None and thumb.version == event.version == "v1.0"
+    assert isinstance(results[2], UnitRejected) and [e.index for e in results[2].errors] == [1]
+    assert isinstance(results[3], UnitRejected) and results[3].errors[0].code == "duplicate"
+    assert isinstance(results[4], UnitRejected) and [e.code for e in results[4].errors] == ["not_found"]
+    assert [(t.user_id, t.rating) for t in feedback.list_thumbs(db)] == [("alice", 1)]
+    assert feedback.count_votes(db) == 0
+    with pytest.raises(feedback.FeedbackError):
+        feedback.get_battle(db, "b1")  # the failed unit's battle was not written either
+    owned = ingest_now(db, [[ThumbOp("r1", "mallory", 1, owner="mallory")]])
+    assert isinstance(owned[0], UnitRejected) and owned[0].errors[0].code == "forbidden"
+
+
+def test_writer_groups_concurrent_units_and_acks_after_commit(db) -> None:
+    feedback.record_battle(db, battle_id="b", user_id="u", messages=MSG, answers=[("a1", "v1.0", "x"), ("b1", "v1.1", "y")])
+    writer = GroupCommitWriter(db)
+    committed = threading.Event()
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda i: writer.write([VoteOp("b", f"user-{i}", "ab"[i % 2])]), range(400)))
+        ids = [r[0].id for r in results]
+        assert len(set(ids)) == 400 and all(r[0].versions == ("v1.0", "v1.1") for r in results)
+        stored = {v.user_id: v.vote_id for v in feedback.voted_battles(db)}
+        assert stored == {f"user-{i}": ids[i] for i in range(400)}  # every acknowledged id is in the store
+        assert writer.stats["units"] == 400 and writer.stats["commits"] < 400  # grouped
+        with pytest.raises(UnitRejected, match="already voted"):
+            writer.write([VoteOp("b", "user-0", "tie")])
+        committed.set()
+    finally:
+        writer.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.submit([VoteOp("b", "late", "a")])
+    assert committed.is_set()

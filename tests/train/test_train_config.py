@@ -1,0 +1,114 @@
+"""Stage configs: every shipped YAML validates, overrides pass the same checks, errors are gathered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmloop.train.config import CONFIGS, ConfigError, DPOConfig, PTConfig, SFTConfig, load_config
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+SHIPPED = sorted(p for stage in CONFIGS for p in (CONFIG_DIR / stage).glob("*.yaml"))
+
+
+def test_configs_are_shipped_for_every_stage():
+    assert {p.parent.name for p in SHIPPED} == set(CONFIGS)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_config_validates_and_names_its_command(path: Path):
+    stage = path.parent.name
+    config = load_config(stage, path)
+    assert isinstance(config, CONFIGS[stage])
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first == f"# llmloop train {stage} -c configs/{stage}/{path.name}"
+
+
+def test_every_field_is_described():
+    for cls in CONFIGS.values():
+        for name, field in cls.model_fields.items():
+            assert field.description, f"{cls.__name__}.{name} has no description (it is the CLI help)"
+            sub = getattr(field.annotation, "model_fields", {})
+            assert all(f.description for f in sub.values()), f"{cls.__name__}.{name}.* lacks a description"
+
+
+def test_stage_defaults_follow_the_seeds_presets():
+    assert PTConfig(model="m", dataset="d").learning_rate == 1e-5
+    assert PTConfig(model="m", dataset="d").lora.r == 16
+    assert SFTConfig(model="m", dataset="d").learning_rate == 5e-5
+    dpo = DPOConfig(model="m", dataset="d")
+    assert (dpo.learning_rate, dpo.beta, dpo.loss_type, dpo.num_train_epochs) == (5e-6, 0.1, "sigmoid", 1.0)
+
+
+def test_overrides_are_typed_and_reach_into_blocks(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: v1.0\ndataset: prefs\nlora:\n  r: 4\n")
+    config = load_config("dpo", path, ["lora.r=32", "max_steps=5", "learning_rate=1e-4", "register.name=v9.0",
+                                       "lora.target_modules=[q_proj, v_proj]", "register.enabled=false"])
+    assert (config.lora.r, config.max_steps, config.learning_rate) == (32, 5, 1e-4)
+    assert config.lora.target_modules == ["q_proj", "v_proj"]
+    assert config.registration.name == "v9.0" and config.registration.enabled is False
+    assert config.model_dump(by_alias=True)["register"]["name"] == "v9.0"
+    only_cli = load_config("sft", None, ["model=./m", "dataset=faq"])
+    assert (only_cli.model, only_cli.dataset) == ("./m", "faq")
+
+
+def test_every_problem_is_reported_at_once_with_file_key_and_fix(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: v1.0\nlearning_rat: 0.1\nmax_steps: lots\nlora:\n  rank: 8\nbeta: -1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config("dpo", path, ["per_device_train_batch_size=0", "nonsense"])
+    message = str(info.value)
+    assert message.startswith(f"{path}: 7 problems")
+    assert "learning_rat: unknown key; did you mean 'learning_rate'?" in message
+    assert "lora.rank: unknown key; known keys here: alpha, dropout, r, target_modules" in message
+    assert "max_steps: Input should be a valid integer" in message and "'lots'" in message
+    assert "beta: Input should be greater than 0 (got -1)" in message
+    assert "per_device_train_batch_size (from --set): Input should be greater than or equal to 1" in message
+    assert "dataset: required but missing" in message
+    assert "--set 'nonsense': expected key=value" in message
+    assert len(info.value.problems) == 7
+    with pytest.raises(ConfigError, match=r"max_steps \(from --set\): must be a positive number of steps, or -1"):
+        load_config("sft", None, ["model=m", "dataset=d", "max_steps=0"])
+
+
+def test_unreadable_files_are_config_errors(tmp_path: Path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config("sft", tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: v1.0\ndataset: [faq\n")
+    with pytest.raises(ConfigError, match=r"(?s)broken.yaml: 1 problem.*line 3, column 1: not valid YAML"):
+        load_config("sft", broken)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- model\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config("sft", listed)
+    with pytest.raises(ValueError, match="unknown training stage 'orpo'"):
+        load_config("orpo", None, [])
+
+
+ACCELERATE = sorted((CONFIG_DIR / "accelerate").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.name)
+def test_shipped_accelerate_configs_load_in_accelerate(path: Path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    assert config.mixed_precision == "bf16"
+    assert path.read_text(encoding="utf-8").splitlines()[0].startswith("# llmloop train ")
+    stage = {"ddp.yaml": None, "zero2.yaml": 2, "zero3.yaml": 3}[path.name]
+    assert (config.deepspeed_config or {}).get("zero_stage") == stage
+
+
+def test_several_gpus_launch_through_accelerate(tmp_path: Path):
+    from llmloop.store.records import Job
+    from llmloop.train.worker import job_command
+
+    job = Job(id="sft-x", stage="sft", status="running", config={}, output_dir="", log_path="", error=None,
+              result=None, created_at=None, started_at=None, finished_at=None)  # type: ignore[arg-type]
+    assert job_command(job, 1)[1:] == ["-m", "llmloop.train.worker", "run", "sft-x"]
+    cmd = job_command(job, 4, str(CONFIG_DIR / "accelerate" / "zero2.yaml"))
+    assert cmd[1:6] == ["-m", "accelerate.commands.launch", "--num_processes", "4", "--config_file"]
+    assert cmd[-4:] == ["-m", "llmloop.train.worker", "run", "sft-x"]
