@@ -17,6 +17,17 @@ def test_migrated_schema_matches_tables(db):
     assert alembic_config(db.url).get_main_option("script_location").endswith("migrations")
 
 
+def test_migrations_have_one_head(db):
+    """Areas branch off and a merge revision joins them: a second head means a missing merge."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(db.url))
+    assert len(script.get_heads()) == 1, f"several heads {script.get_heads()}: add `alembic merge heads`"
+    with db.engine.connect() as conn:
+        assert set(MigrationContext.configure(conn).get_current_heads()) == set(script.get_heads())
+
+
 def test_dataset_versions_increment_with_parent(db):
     v1 = datasets.add_version(db, name="faq", kind="sft", path="/x/1.jsonl", content_hash="a" * 64,
                               row_count=3, source_format="alpaca")

@@ -79,7 +79,7 @@ class Database:
             with self.engine.begin() as conn:
                 cfg = alembic_config(self.url)
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "heads")  # one branch per feature area until merged
+                command.upgrade(cfg, "heads")
             _migrated.add(self.url)
 
     @contextmanager
