@@ -33,6 +33,7 @@ from llmloop.serve.metrics import ServeMetrics
 from llmloop.serve.routes import REQUEST_ID_HEADER, VERSION_HEADER, add_routes, error_response
 from llmloop.serve.routing import RoutingConfig
 from llmloop.serve.serving import (
+    Attribution,
     HealthService,
     Limits,
     ModelPool,
@@ -40,6 +41,7 @@ from llmloop.serve.serving import (
     OpenAIServingCompletion,
     OpenAIServingModels,
     ThreadLanes,
+    attribution_var,
 )
 from llmloop.serve.sessions import SessionService
 from llmloop.store.db import Database
@@ -99,6 +101,7 @@ class _TooLarge(BaseException):  # noqa: N818
     into a 400) and the app's handlers let it through to the middleware that answers 413."""
 
 
+_VERSION_HEADER_BYTES = VERSION_HEADER.encode("latin-1")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -118,6 +121,8 @@ class GatewayMiddleware:
         client_id = headers.get(b"x-request-id", b"").decode("latin-1")
         rid = client_id if _CLIENT_ID.match(client_id) else f"req-{uuid.uuid4().hex}"
         token = request_id_var.set(rid)
+        attribution = Attribution()
+        attribution_token = attribution_var.set(attribution)
         seen: dict[str, object] = {"status": 500, "version": None, "answer": None, "done": False, "started": False}
         limit = self.max_body_bytes
         try:
@@ -144,7 +149,13 @@ class GatewayMiddleware:
                         seen["version"] = v.decode("latin-1")
                     elif name == REQUEST_ID_HEADER:
                         seen["answer"] = v.decode("latin-1")
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                extra = [(b"x-request-id", rid.encode())]
+                if seen["version"] is None and attribution.version is not None:
+                    # an error after the version was resolved (an upstream 5xx, a load failure, a bug):
+                    # it carries the version, so /metrics and the canary count it against that version
+                    seen["version"] = attribution.version
+                    extra.append((_VERSION_HEADER_BYTES, attribution.version.encode("latin-1")))
+                message["headers"] = [*message.get("headers", []), *extra]
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 seen["done"] = True
                 self._observe(scope, seen, started, rid)
@@ -160,9 +171,18 @@ class GatewayMiddleware:
                                                f"(the server's --max-body-bytes)", "invalid_request_error",
                                           code="body_too_large")
                 await response(scope, receive, wrapped)
+        except Exception as e:
+            # Starlette answers an unhandled exception outside this middleware (ServerErrorMiddleware), so
+            # without this the 500 would carry neither the request id nor the serving version.
+            if seen["started"]:
+                raise
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            await error_response(500, f"internal error: {e.__class__.__name__}: {e}", "server_error")(
+                scope, receive, wrapped)
         finally:
             if not seen["done"]:  # failed or disconnected before the last byte
                 self._observe(scope, seen, started, rid)
+            attribution_var.reset(attribution_token)
             request_id_var.reset(token)
 
     def _observe(self, scope: Scope, seen: dict[str, object], started: float, rid: str) -> None:

@@ -17,13 +17,13 @@ Two rules hold everywhere:
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import contextvars
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -59,6 +59,30 @@ class ServingError(Exception):
 
     def body(self) -> p.ErrorResponse:
         return p.ErrorResponse(error=p.ErrorInfo(message=str(self), type=self.type, param=self.param, code=self.code))
+
+
+@dataclass
+class Attribution:
+    """The request in flight, as its error paths need it: the version serving it, once resolved.
+
+    The app's middleware puts a fresh one in ``attribution_var`` for every request; ``ModelPool.resolve``
+    fills in ``version``. Whatever then fails — an upstream's 5xx or timeout, a version that does not
+    load, any unexpected exception — leaves with ``x-llmloop-version`` and is counted in ``/metrics``
+    against that version, which is what the loop's canary reads (a mutable holder, not the variable's
+    value, so a value set in a callee is seen by the middleware whatever context copies happen between)."""
+
+    version: str | None = None
+
+
+attribution_var: contextvars.ContextVar[Attribution | None] = contextvars.ContextVar("llmloop_attribution",
+                                                                                     default=None)
+
+
+def attribute(version: str) -> None:
+    """Record ``version`` as the one serving the request in flight (no-op outside a request)."""
+    holder = attribution_var.get()
+    if holder is not None:
+        holder.version = version
 
 
 def new_id(prefix: str) -> str:
@@ -232,6 +256,7 @@ class ModelPool:
 
     async def resolve(self, lanes: ThreadLanes, model: str, user_id: str, kind: str) -> ModelVersion:
         version = await lanes.store(self.lookup, model, user_id)
+        attribute(version.name)  # from here on, any failure is this version's (a load failure too)
         if version.kind != kind and version.stage != "runtime":  # a run-time model serves both, as vLLM's
             use = "/v1/chat/completions" if version.kind == "chat" else "/v1/completions"
             raise ServingError(f"model {model!r} is version {version.name!r}, a {version.kind} model; call {use}",
@@ -309,19 +334,6 @@ class EventStream:
     session_id: str | None = None
 
 
-@contextlib.contextmanager
-def _attributed(version: str) -> Iterator[None]:
-    """An upstream failure leaves as its 5xx carrying ``x-llmloop-version``, so ``/metrics`` (and the
-    loop's canary, which reads it) counts the error against the version that failed."""
-    from llmloop.serve.upstream import UpstreamError
-
-    try:
-        yield
-    except UpstreamError as e:
-        raise ServingError(str(e), status=e.status, type="server_error", code="upstream_error",
-                           headers={"x-llmloop-version": version}) from e
-
-
 def adapter_label(version: ModelVersion) -> str:
     return version.name if version.adapter_path else "base"
 
@@ -349,15 +361,15 @@ class OpenAIServingChat:
         labels = (version.name, adapter_label(version))
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            events = self._stream(labels, messages, params, req.n, request_id, ctx, include_usage, req.session_id)
+            events = await self._stream(labels, messages, params, req.n, request_id, ctx, include_usage,
+                                        req.session_id)
             return EventStream(request_id=request_id, version=version.name, events=events, session_id=req.session_id)
         achat = getattr(self.engine, "achat", None)
-        with _attributed(version.name):
-            if achat is not None:
-                gens = await self._agenerate(achat, labels, messages, params, req.n, request_id, ctx, req.session_id)
-            else:
-                gens = await self.lanes.generate(self._generate, labels, messages, params, req.n, request_id, ctx,
-                                                 req.session_id)
+        if achat is not None:
+            gens = await self._agenerate(achat, labels, messages, params, req.n, request_id, ctx, req.session_id)
+        else:
+            gens = await self.lanes.generate(self._generate, labels, messages, params, req.n, request_id, ctx,
+                                             req.session_id)
         return p.ChatCompletionResponse(
             id=request_id, model=version.name, session_id=req.session_id,
             choices=[p.ChatCompletionChoice(index=i, message=p.ChatCompletionMessage(content=g.text),
@@ -408,6 +420,10 @@ class OpenAIServingChat:
     async def _stream(self, labels: tuple[str, str], messages: list[dict], params: SamplingParams, n: int,
                       request_id: str, ctx: RequestContext, include_usage: bool,
                       session_id: str | None) -> AsyncIterator[str]:
+        """Start generating; return the SSE events once the first piece (or the end) is there. A failure
+        before that — an upstream that answers 5xx or cannot be reached — is raised here, so it leaves as
+        an ordinary error response (its status, ``x-llmloop-version``) rather than a 200 whose body
+        carries the error: the canary counts statuses. A failure mid-stream can only be an error event."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any, Any]] = asyncio.Queue()
         started = time.perf_counter()
@@ -440,21 +456,29 @@ class OpenAIServingChat:
                                                 sum(r.completion_tokens for r in results), time.perf_counter() - started)
                 self._record(version, messages, [r.text for r in results], request_id, ctx, session_id)
                 emit("done", results, None)
-            except BaseException as e:  # noqa: BLE001 - reported to the client as an error event
-                log.exception("stream %s failed", request_id)
+            except BaseException as e:  # noqa: BLE001 - reported to the client as an error
+                log.warning("stream %s failed: %s: %s", request_id, e.__class__.__name__, e)
                 emit("error", e, None)
 
+        self.lanes.submit_generation(work)
+        first = await queue.get()
+        if first[0] == "error":
+            raise first[1]
+        return self._events(first, queue, request_id, version, n, include_usage)
+
+    @staticmethod
+    async def _events(first: tuple[str, Any, Any], queue: asyncio.Queue[tuple[str, Any, Any]], request_id: str,
+                      version: str, n: int, include_usage: bool) -> AsyncIterator[str]:
         created = int(time.time())
 
         def chunk(index: int, delta: p.DeltaMessage, finish: str | None = None) -> str:
             return sse(p.ChatCompletionChunk(id=request_id, created=created, model=version, choices=[
                 p.ChatCompletionChunkChoice(index=index, delta=delta, finish_reason=finish)]), include_usage)
 
-        self.lanes.submit_generation(work)
         for i in range(n):
             yield chunk(i, p.DeltaMessage(role="assistant", content=""))
+        kind, a, b = first
         while True:
-            kind, a, b = await queue.get()
             if kind == "delta":
                 yield chunk(a, p.DeltaMessage(content=b))
             elif kind == "finish":
@@ -469,6 +493,7 @@ class OpenAIServingChat:
             else:
                 yield sse(p.ErrorResponse(error=p.ErrorInfo(message=f"generation failed: {a}", type="server_error")))
                 return
+            kind, a, b = await queue.get()
 
 
 class OpenAIServingCompletion:
@@ -485,8 +510,7 @@ class OpenAIServingCompletion:
         params = _sampling(req, ctx, self.limits)
         version = await self.pool.resolve(self.lanes, req.model, ctx.user_id, kind="completion")
         request_id = new_id("cmpl")
-        with _attributed(version.name):
-            response = await self.lanes.generate(self._generate, version, req, params, request_id, ctx.user_id)
+        response = await self.lanes.generate(self._generate, version, req, params, request_id, ctx.user_id)
         if not req.stream:
             return response
         return EventStream(request_id=request_id, version=version.name, events=self._events(response, req))
