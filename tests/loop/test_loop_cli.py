@@ -50,6 +50,16 @@ def test_run_once_status_history_explain_and_admin_commands(tiny_model_dir, tmp_
     assert r.exit_code == 0, r.output
     assert "promoted" in r.output and registry.get(db, "production").name == "v1.1"
 
+    # the gate's judged battles are kept through eval's save_comparison: the leaderboard counts them
+    board = tmp_path / "board.json"
+    r = runner.invoke(app, ["eval", "leaderboard", "--bootstrap", "0", "--out", str(board)])
+    assert r.exit_code == 0, r.output
+    b = json.loads(board.read_text())
+    assert b["sources"] == {"arena": 0, "judge": 6}  # the arena's votes were v1.0 vs v1.0: no rating evidence
+    assert {x["model"]: x["battles"] for x in b["ratings"]} == {"v1.1": 6, "v1.0": 6}
+    gate_ev = loop_events.list_events(db, 1, kinds=("gate_passed",))[0].evidence
+    assert gate_ev["comparison"].endswith("_v1.1_vs_v1.0.json")
+
     r = runner.invoke(app, ["loop", "history"])
     assert r.exit_code == 0 and "promoted" in r.output and "v1.1" in r.output
     r = runner.invoke(app, ["loop", "history", "--round", "1"])

@@ -69,6 +69,10 @@ def test_a_pipeline_runs_each_step_as_a_job_and_resumes_after_a_failure(tiny_mod
     assert steps["sft"].job_id == sft_job  # not trained again
     v_sft, v_dpo = steps["sft"].outputs["version"], steps["dpo"].outputs["version"]
     assert registry.get(db, v_dpo).parent == v_sft and steps["eval-dpo"].outputs["model"] == v_dpo
+    # both eval steps' judged battles are kept for `eval leaderboard`
+    from llmloop.eval.leaderboard import saved_comparisons
+
+    assert {(c.version_x, c.version_y) for c in saved_comparisons(db)} == {(v_sft, "v1.0"), (v_dpo, v_sft)}
     assert len(steps["scan"].outputs["points"]) == 2
     assert registry.get(db, "production").name == v_dpo  # the gate promoted it
     kinds = {jobs.get_job(db, s.job_id).stage for s in steps.values()}

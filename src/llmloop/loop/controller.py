@@ -196,7 +196,8 @@ class Controller:
                               actor=self.actor)
         snap = self._scrape()
         if snap is None:
-            return TickResult("canary", rnd.id, "no evidence this poll (gateway metrics unreadable)")
+            timed_out = self._stage_timeout(st, rnd, None)
+            return timed_out or TickResult("canary", rnd.id, "no evidence this poll (gateway metrics unreadable)")
         started = dt.datetime.fromisoformat(st.data["started_at"])
         thumbs = loop_events.thumbs_by_version(self.db, started, (cand, prod))
         whole = canary.window(snap, st.data.get("baseline") or {})
@@ -213,7 +214,7 @@ class Controller:
         progress = (f"stage {i + 1}/{len(self.policy.rollout.stages)} ({stage.percent:g}%): {seen:g}/{stage.min_requests} "
                     f"candidate requests, {minutes:.1f}/{stage.min_minutes:g} min")
         if seen < stage.min_requests or minutes < stage.min_minutes:
-            return TickResult("canary", rnd.id, progress)
+            return self._stage_timeout(st, rnd, seen) or TickResult("canary", rnd.id, progress)
         if loop_events.get_state(self.db).paused:
             return TickResult("paused", rnd.id, progress + "; paused, holding this stage")
         if i + 1 == len(self.policy.rollout.stages):
@@ -221,6 +222,29 @@ class Controller:
         loop_events.add_event(self.db, rnd.id, "stage_passed", progress, ev, self.actor)
         self._start_stage(rnd.id, i + 1, dict(st.data), expect=(rnd.id, "canary", i))
         return self._said("stage", rnd.id, f"{progress} → stage {i + 2} ({self.policy.rollout.stages[i + 1].percent:g}%)")
+
+    def _stage_timeout(self, st: loop_events.ControllerState, rnd: Any, seen: float | None) -> TickResult | None:
+        """A stage past its ``timeout_minutes`` without its requests (``seen`` None: no readable
+        metrics): roll back for "no traffic", or with ``on_timeout: hold`` record it once and hold."""
+        i = st.stage_index
+        stage, stages = self.policy.rollout.stages[i], self.policy.rollout.stages
+        minutes = (utcnow() - st.phase_started_at).total_seconds() / 60 if st.phase_started_at else 0.0
+        if minutes < stage.timeout_minutes:
+            return None
+        seen_text = "no readable gateway metrics" if seen is None else f"{seen:g}/{stage.min_requests} candidate requests"
+        reason = (f"no traffic: canary stage {i + 1}/{len(stages)} ({stage.percent:g}%) had {seen_text} after "
+                  f"{minutes:.1f} min (rollout.stages[{i}].timeout_minutes {stage.timeout_minutes:g})")
+        ev = {"stage": i, "candidate": st.data["candidate"], "production": rnd.production_version,
+              "candidate_requests": seen, "min_requests": stage.min_requests, "minutes": round(minutes, 2),
+              "timeout_minutes": stage.timeout_minutes, "on_timeout": self.policy.rollout.on_timeout}
+        if self.policy.rollout.on_timeout == "rollback":
+            return self.decide(rnd.id, "rollback", reason, ev, expect=(rnd.id, "canary", i))
+        if st.data.get("timeout_noted") != i:  # hold: say so once per stage, then keep waiting
+            loop_events.update_state_data(self.db, {"timeout_noted": i}, expect=(rnd.id, "canary", i))
+            loop_events.add_event(self.db, rnd.id, "stage_timeout", f"{reason}; holding (rollout.on_timeout: hold)",
+                                  ev, self.actor)
+            self.say("stage_timeout", f"{reason}; holding until it has its requests or an admin decides")
+        return None
 
     # -- decisions ----------------------------------------------------------------------------------
     def decide(self, round_id: int, action: str, reason: str, evidence: dict[str, Any],

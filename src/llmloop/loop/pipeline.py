@@ -240,7 +240,10 @@ def _run_step(db: Database, step: Any, outputs: dict[str, dict[str, Any]]) -> tu
             engine.load(y)
             rep = compare_versions(engine, x.name, y.name, read_prompts(step.prompts), load_judge(step.judge),
                                    SamplingParams(max_tokens=step.max_tokens, temperature=step.temperature, seed=step.seed))
-            return {**rep.summary(), "model": x.name, "against": y.name}
+            from llmloop.eval.leaderboard import save_comparison
+
+            # kept like every `eval compare`, so `eval leaderboard` counts these battles too
+            return {**rep.summary(), "model": x.name, "against": y.name, "comparison": str(save_comparison(db, rep))}
         return _job(db, "eval", step.model_dump(mode="json"), evaluate)
     if isinstance(step, MergeScanStep):
         def scan() -> dict[str, Any]:

@@ -89,6 +89,17 @@ class RolloutStage(_Strict):
     percent: float = Field(..., gt=0, le=100, description="Share of routed traffic the candidate gets")
     min_requests: int = Field(100, ge=0, description="Candidate requests this stage must see before it may advance")
     min_minutes: float = Field(0.0, ge=0, description="Minutes this stage must last before it may advance")
+    timeout_minutes: float = Field(
+        1440.0, gt=0,
+        description="Minutes after which a stage that still lacks min_requests candidate requests (no traffic, or "
+                    "gateway metrics unreadable) ends with rollout.on_timeout; at least min_minutes. Default: one day")
+
+    @model_validator(mode="after")
+    def _timeout_after_min(self) -> RolloutStage:
+        if self.timeout_minutes < self.min_minutes:
+            raise ValueError(f"timeout_minutes {self.timeout_minutes:g} is shorter than min_minutes {self.min_minutes:g}: "
+                             "the stage would time out before it may advance; raise timeout_minutes")
+        return self
 
 
 class RolloutPolicy(_Strict):
@@ -100,6 +111,12 @@ class RolloutPolicy(_Strict):
         description="Base URLs of the gateways whose /metrics tell the candidate's errors and latency "
                     "(e.g. http://127.0.0.1:8000); required when stages are given")
     endpoint: str = Field("/v1/chat/completions", description="Endpoint whose requests are counted")
+    on_timeout: Literal["rollback", "hold"] = Field(
+        "rollback",
+        description="What a stage that reached its timeout_minutes without min_requests does: 'rollback' (the "
+                    "candidate is rolled back with the reason 'no traffic') or 'hold' (a stage_timeout event is "
+                    "recorded once; the stage keeps its share and its rollback checks until it has its requests or "
+                    "an admin decides)")
 
     @model_validator(mode="after")
     def _needs_gateways(self) -> RolloutPolicy:

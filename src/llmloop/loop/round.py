@@ -2,7 +2,8 @@
 
     open_round   unclaimed feedback → a dataset version, claims, a running round   (phase idle → train)
     train        DPO/KTO from the production adapter → candidate                    (train → gate)
-    evaluate     win rate vs production on held-out prompts + guard set → GateResult
+    evaluate     win rate vs production on held-out prompts + guard set → GateResult (the judged
+                 battles kept with eval.leaderboard.save_comparison, so leaderboards count them)
 
 Every step reads what it needs from the store (the round row, its dataset version, its held-out
 prompts), so any of them can be re-run after a crash: the controller resumes in the phase it last
@@ -17,6 +18,7 @@ from typing import Any
 
 from llmloop.data.versions import write_version
 from llmloop.eval.judges import load_judge
+from llmloop.eval.leaderboard import save_comparison
 from llmloop.eval.winrate import WinRateReport, compare_versions
 from llmloop.loop import sources
 from llmloop.loop.policy import LoopPolicy, PolicyError, read_prompt_rows, read_prompts
@@ -96,10 +98,11 @@ class GateResult:
     report: WinRateReport
     guard: dict[str, Any] | None = None
     prompts: dict[str, int] = field(default_factory=dict)
+    comparison: str | None = None  # where eval.leaderboard.save_comparison kept the judged battles
 
     def evidence(self) -> dict[str, Any]:
         return {"passed": self.passed, "decision": self.reason, "win_rate": self.report.summary(),
-                "guard": self.guard, "prompts": self.prompts}
+                "guard": self.guard, "prompts": self.prompts, "comparison": self.comparison}
 
 
 def _guard(engine: Engine, policy: LoopPolicy, candidate: str, production: str) -> dict[str, Any]:
@@ -143,6 +146,8 @@ def evaluate(db: Database, engine: Engine, policy: LoopPolicy, round_id: int, ca
     engine.load(registry.get(db, candidate))
     report = compare_versions(engine, candidate, production, prompts, load_judge(g.judge),
                               SamplingParams(max_tokens=g.max_tokens, temperature=g.temperature, seed=g.seed))
+    # kept like every `eval compare`, so `eval leaderboard` counts the gate's battles too
+    saved = save_comparison(db, report)
     ok_rate = report.win_rate >= g.min_win_rate
     ok_ci = report.ci_low > g.min_ci_low
     reason = (f"win rate {report.win_rate:.3f} {'>=' if ok_rate else '<'} {g.min_win_rate}, "
@@ -154,4 +159,5 @@ def evaluate(db: Database, engine: Engine, policy: LoopPolicy, round_id: int, ca
     passed = ok_rate and ok_ci and (guard is None or guard["passed"])
     registry.update_metrics(db, candidate, {f"win_rate_vs_{production}": report.summary(),
                                             **({f"guard_vs_{production}": guard} if guard else {})})
-    return GateResult(passed, reason, report, guard, {"file": len(file_prompts), "holdout": len(holdout_prompts)})
+    return GateResult(passed, reason, report, guard, {"file": len(file_prompts), "holdout": len(holdout_prompts)},
+                      str(saved))

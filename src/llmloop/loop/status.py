@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from llmloop.loop.policy import LoopPolicy
@@ -25,7 +26,13 @@ def loop_status(db: Database, policy: LoopPolicy | None = None) -> dict[str, Any
     }
     if st.phase == "canary" and policy is not None and policy.rollout.stages:
         i = st.stage_index
-        out["rollout_stage"] = f"{i + 1}/{len(policy.rollout.stages)}: {policy.rollout.stages[i].model_dump()}"
+        stage = policy.rollout.stages[i]
+        out["rollout_stage"] = f"{i + 1}/{len(policy.rollout.stages)}: {stage.model_dump()}"
+        if st.phase_started_at is not None:
+            due = st.phase_started_at + dt.timedelta(minutes=stage.timeout_minutes)
+            out["stage_timeout"] = (f"{due.isoformat()} ({policy.rollout.on_timeout} if it has fewer than "
+                                    f"{stage.min_requests} candidate requests by then)"
+                                    + ("; overdue, holding" if st.data.get("timeout_noted") == i else ""))
     elif st.phase == "canary":
         out["rollout_stage"] = st.stage_index + 1
     if policy is not None:
