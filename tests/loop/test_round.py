@@ -5,6 +5,7 @@ import json
 import pytest
 
 from llmloop.data.versions import read_rows
+from llmloop.eval.leaderboard import saved_comparisons
 from llmloop.loop.controller import Controller, run_once, trigger_status
 from llmloop.loop.policy import LoopPolicy, PolicyError, load_policy, read_prompts
 from llmloop.serve.engine import EmbeddedEngine
@@ -68,6 +69,9 @@ def test_round_trains_from_production_promotes_and_records_every_step(db, tiny_m
     dv = store_datasets.get_version(db, "feedback-pairs")
     assert (v11.parent, v11.job_id) == ("v1.0", out.job_id) and v11.dataset_versions == [dv.id]
     assert v11.metrics["win_rate_vs_v1.0"]["n"] == 6
+    (kept,) = saved_comparisons(db)  # the gate's comparison, as `eval compare` keeps its own
+    assert (kept.version_x, kept.version_y, kept.n, kept.win_rate) == ("v1.1", "v1.0", 6, out.gate.report.win_rate)
+    assert out.gate.comparison and out.gate.evidence()["comparison"] == out.gate.comparison
     rows = read_rows(dv)
     assert len(rows) == 6 and all(r["chosen"][0]["content"].startswith(HELPFUL) for r in rows)
 
@@ -209,6 +213,10 @@ def test_corrections_edits_judge_and_thumbs_sources_each_account_for_every_item(
     feedback.record_battle(db, battle_id="quiet", user_id="u5", messages=[{"role": "user", "content": "Do you ship to Oslo?"}],
                            answers=[("qa", "v1.0", CURT), ("qb", "v1.0", HELPFUL)])
 
+    from llmloop.loop.metrics import render
+
+    pending = render(db).decode()  # /metrics counts the thumbs-down with a correction as a pending pair
+    assert 'llmloop_loop_pairs_pending{source="thumbs"} 1.0' in pending
     p = make_policy(tmp_path, data={"sources": ["votes", "corrections", "judge"], "judge_min_age_minutes": 0,
                                     "judge": "python:llmloop.demo.users:preference_score"})
     d = collect(db, p, label=True)
@@ -278,3 +286,22 @@ def test_min_days_since_the_last_round_holds_the_trigger(db, tiny_model_dir, tmp
     t = trigger_status(db, weekly)
     assert not t.ready and t.pairs == 6 and "not before" in t.reason and t.next_check is not None
     assert trigger_status(db, weekly, force=True).ready  # `loop run --now`
+
+
+def test_an_orpo_round_trains_the_candidate_with_stage_orpo(db, tiny_model_dir, tmp_path):
+    """train.stage orpo: the round's pairs train an ORPO job from production's adapter; no reference model."""
+    from llmloop.store import jobs as store_jobs
+
+    production(db, tiny_model_dir)
+    _votes(db, 6)
+    assert run_once(db, make_policy(tmp_path), EmbeddedEngine(device="cpu")).status == "promoted"  # v1.1: an adapter
+    _votes(db, 6, start=30)
+    p = make_policy(tmp_path, train={"stage": "orpo"})
+    out = run_once(db, p, EmbeddedEngine(device="cpu"))
+    assert out.status == "promoted" and out.pairs == 6, out
+    job = store_jobs.get_job(db, out.job_id)
+    assert job.stage == "orpo" and job.status == "succeeded" and job.config["beta"] == 0.1
+    v12 = registry.get(db, "v1.2")
+    assert (v12.parent, v12.job_id, registry.get(db, "production").name) == ("v1.1", out.job_id, "v1.2")
+    trained = loop_events.list_events(db, out.round_id, kinds=("trained",))[0]
+    assert trained.evidence["stage"] == "orpo" and trained.evidence["train_loss"] is not None

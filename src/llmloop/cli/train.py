@@ -174,6 +174,13 @@ def dpo(config: Path | None = CONFIG_OPTION, set_: list[str] = SET_OPTION, gpus:
     _train("dpo", config, set_, gpus, detach, backend)
 
 
+@app.command("orpo", epilog=_keys_help("orpo"))
+def orpo(config: Path | None = CONFIG_OPTION, set_: list[str] = SET_OPTION, gpus: int = GPUS_OPTION,
+         detach: bool = DETACH_OPTION, backend: str = BACKEND_OPTION) -> None:
+    """ORPO on prompt/chosen/rejected rows (SFT loss + odds-ratio penalty, no reference model): the next chat version."""
+    _train("orpo", config, set_, gpus, detach, backend)
+
+
 @app.command("kto", epilog=_keys_help("kto"))
 def kto(config: Path | None = CONFIG_OPTION, set_: list[str] = SET_OPTION, gpus: int = GPUS_OPTION,
         detach: bool = DETACH_OPTION, backend: str = BACKEND_OPTION) -> None:

@@ -19,8 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-Stage = Literal["pt", "sft", "dpo", "kto", "rm", "grpo", "ppo"]
-STAGES: tuple[str, ...] = ("pt", "sft", "dpo", "kto", "rm", "grpo", "ppo")
+Stage = Literal["pt", "sft", "dpo", "orpo", "kto", "rm", "grpo", "ppo"]
+STAGES: tuple[str, ...] = ("pt", "sft", "dpo", "orpo", "kto", "rm", "grpo", "ppo")
 
 SchedulerName = Literal[
     "linear",
@@ -321,6 +321,15 @@ class DPOConfig(_Common):
     )
 
 
+class ORPOConfig(_Common):
+    """ORPO (stage orpo, T7; recipe in train/orpo.py) on prompt/chosen/rejected rows: the SFT loss on the
+    chosen answer plus an odds-ratio penalty on the rejected one, with no reference model."""
+
+    learning_rate: float = Field(8e-6, gt=0, description="Peak learning rate (AdamW); the ORPO paper's 8e-6")
+    num_train_epochs: float = Field(1.0, gt=0, description="Passes over the preference pairs (ignored when max_steps > 0)")
+    beta: float = Field(0.1, gt=0, description="ORPO's lambda: weight of the odds-ratio term against the SFT loss (paper: 0.1)")
+
+
 class KTOConfig(_Common):
     """KTO (stage kto, T7) on unpaired prompt/completion/label rows (thumbs up = true, down = false).
 
@@ -404,10 +413,10 @@ class PPOConfig(_Common):
 
 
 CONFIGS: dict[str, type[_Common]] = {
-    "pt": PTConfig, "sft": SFTConfig, "dpo": DPOConfig, "kto": KTOConfig, "rm": RMConfig, "grpo": GRPOConfig,
-    "ppo": PPOConfig,
+    "pt": PTConfig, "sft": SFTConfig, "dpo": DPOConfig, "orpo": ORPOConfig, "kto": KTOConfig, "rm": RMConfig,
+    "grpo": GRPOConfig, "ppo": PPOConfig,
 }
-StageConfig = PTConfig | SFTConfig | DPOConfig | KTOConfig | RMConfig | GRPOConfig | PPOConfig
+StageConfig = PTConfig | SFTConfig | DPOConfig | ORPOConfig | KTOConfig | RMConfig | GRPOConfig | PPOConfig
 
 
 def config_class(stage: str) -> type[_Common]:

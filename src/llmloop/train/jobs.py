@@ -25,7 +25,7 @@ from llmloop.store import Database, registry
 from llmloop.store import jobs as store_jobs
 from llmloop.store.datasets import DatasetNotFound
 from llmloop.store.records import DatasetVersion, Job, ModelVersion
-from llmloop.train import dpo, grpo, kto, pt, rm, sft
+from llmloop.train import dpo, grpo, kto, orpo, pt, rm, sft
 from llmloop.train.common import MERGED_BASE, RecipeOutput, StartingModel, TrainingInputError, resolve_model
 from llmloop.train.config import CONFIGS, StageConfig
 from llmloop.train.metrics import MetricsRecorder, ProgressFn, plot_loss
@@ -40,11 +40,12 @@ def _no_ppo(config, *args: Any, **kwargs: Any) -> RecipeOutput:  # noqa: ANN001
 
 
 Recipe = Callable[[Any, StartingModel, list[dict[str, Any]], Path, list], RecipeOutput]
-RECIPES: dict[str, Recipe] = {"pt": pt.run, "sft": sft.run, "dpo": dpo.run, "kto": kto.run, "rm": rm.run,
-                               "grpo": grpo.run, "ppo": _no_ppo}
-DATASET_KIND = {"pt": "pt", "sft": "sft", "dpo": "preference", "kto": "kto", "rm": "preference", "grpo": "prompt",
-                "ppo": "prompt"}
-MODEL_KIND = {"pt": "completion", "sft": "chat", "dpo": "chat", "kto": "chat", "grpo": "chat", "ppo": "chat"}
+RECIPES: dict[str, Recipe] = {"pt": pt.run, "sft": sft.run, "dpo": dpo.run, "orpo": orpo.run, "kto": kto.run,
+                               "rm": rm.run, "grpo": grpo.run, "ppo": _no_ppo}
+DATASET_KIND = {"pt": "pt", "sft": "sft", "dpo": "preference", "orpo": "preference", "kto": "kto", "rm": "preference",
+                "grpo": "prompt", "ppo": "prompt"}
+MODEL_KIND = {"pt": "completion", "sft": "chat", "dpo": "chat", "orpo": "chat", "kto": "chat", "grpo": "chat",
+              "ppo": "chat"}
 # rm trains a scorer, not a generator: its output is recorded with the job, not registered
 VERSION_PREFIX = {"completion": "c", "chat": "v"}
 # Loggers whose records belong in the job log rather than on the console.
