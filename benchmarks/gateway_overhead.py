@@ -10,7 +10,10 @@ SQLite before the response, as in production), and this load generator (httpx, k
 
 1. latency: one request at a time, ``--requests`` each way → p50/p99 direct, through, and added;
 2. throughput: ``--concurrency`` clients for ``--seconds`` each way against an upstream that takes
-   ``--upstream-ms`` per request (a model's generation time) → requests/s through / direct.
+   ``--upstream-ms`` per request (a model's generation time) → requests/s through / direct, with
+   the gateway's CPU time per request. Each side is warmed up first, and direct/through alternate
+   for ``--rounds`` rounds (the ratio is of the sums), so a shared machine's changing load falls on
+   both sides alike. The load average is printed with the numbers.
 
 A stub rather than a model keeps generation from hiding the gateway's own cost (measure 1), and
 a fixed service time models an upstream that is the bottleneck, as a GPU server is (measure 2).
@@ -120,7 +123,18 @@ def latency(url: str, n: int) -> list[float]:
     return out
 
 
-async def _throughput(url: str, concurrency: int, seconds: float) -> float:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _throughput(url: str, concurrency: int, seconds: float, warmup: float = 1.0) -> float:
+    if warmup:  # connections opened, code paths warm (the gateway's first requests import its HTTP client)
+        await _throughput(url, concurrency, warmup, warmup=0)
     done = 0
     stop_at = time.perf_counter() + seconds
 
@@ -142,13 +156,22 @@ def q(xs: list[float], p: int) -> float:
     return statistics.quantiles(xs, n=100)[p - 1] * 1000
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} CPUs"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=2000, help="sequential requests per side (latency)")
     ap.add_argument("--concurrency", type=int, default=16, help="concurrent clients (throughput)")
-    ap.add_argument("--seconds", type=float, default=10, help="duration per side (throughput)")
+    ap.add_argument("--seconds", type=float, default=5, help="duration per side and round (throughput)")
+    ap.add_argument("--rounds", type=int, default=3, help="direct/through alternations (throughput)")
     ap.add_argument("--upstream-ms", type=float, default=50, help="simulated generation time (throughput run)")
     args = ap.parse_args()
+    import importlib.util
+
+    fast = [m for m in ("uvloop", "httptools", "aiohttp") if importlib.util.find_spec(m)]
+    print(f"load average at start: {_load()}; installed: {', '.join(fast) or 'none of uvloop, httptools, aiohttp'}")
     with tempfile.TemporaryDirectory() as tmp:
         lat: dict[str, list[float]] = {}
         for mode in ("sync", "async"):
@@ -159,22 +182,32 @@ def main() -> None:
             finally:
                 stack.close()
         direct = lat.pop("direct")
-        print(f"\nlatency, one request at a time, {args.requests} per gateway run (ms)")
+        print(f"\nlatency, one request at a time, {args.requests} per gateway run (ms); load average {_load()}")
         print(f"{'':22} {'p50':>8} {'p99':>8} {'added p50':>10} {'added p99':>10}")
         print(f"{'direct':22} {q(direct, 50):>8.2f} {q(direct, 99):>8.2f}")
         for name, xs in lat.items():
             print(f"{name:22} {q(xs, 50):>8.2f} {q(xs, 99):>8.2f} {q(xs, 50) - q(direct, 50):>10.2f} "
                   f"{q(xs, 99) - q(direct, 99):>10.2f}")
         print("goal: p50 added <= 1 ms  (sync: the answer is durable before the response; async: queued)")
-        print(f"\nthroughput, {args.concurrency} clients, upstream {args.upstream_ms:.0f} ms per request")
+        print(f"\nthroughput, {args.concurrency} clients, upstream {args.upstream_ms:.0f} ms per request, "
+              f"{args.rounds} rounds of {args.seconds:.0f} s per side")
         for mode in ("sync", "async"):
             stack = Stack(args.upstream_ms, Path(tmp) / f"tp-{mode}", record_answers=mode)
+            rd, rt, cpu = [], [], 0.0
             try:
-                rd = asyncio.run(_throughput(stack.direct, args.concurrency, args.seconds))
-                rt = asyncio.run(_throughput(stack.through, args.concurrency, args.seconds))
+                for _ in range(args.rounds):
+                    rd.append(asyncio.run(_throughput(stack.direct, args.concurrency, args.seconds)))
+                    asyncio.run(_throughput(stack.through, args.concurrency, 0.5, warmup=0))
+                    before = _cpu_seconds(stack.gateway.pid)
+                    rt.append(asyncio.run(_throughput(stack.through, args.concurrency, args.seconds, warmup=0)))
+                    cpu += _cpu_seconds(stack.gateway.pid) - before
             finally:
                 stack.close()
-            print(f"record {mode:5}: direct {rd:.1f} req/s · through {rt:.1f} req/s · ratio {rt / rd:.1%}   (goal >= 95%)")
+            d, t = statistics.mean(rd), statistics.mean(rt)
+            per_req = cpu / (sum(rt) * args.seconds) * 1000 if cpu else float("nan")
+            print(f"record {mode:5}: direct {d:.1f} req/s · through {t:.1f} req/s · ratio {t / d:.1%}   (goal >= 95%); "
+                  f"rounds {' '.join(f'{b / a:.0%}' for a, b in zip(rd, rt))}; gateway CPU {per_req:.2f} ms/request; "
+                  f"load average {_load()}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 
+from llmloop.serve.config import ServeConfig
 from llmloop.serve.routing import RoutingConfig, bucket, pick
 from llmloop.store import registry
 
@@ -65,14 +66,17 @@ def test_gateway_routes_users_stickily_and_follows_alias_moves(server: str, vers
     assert all(_version(server, u) == expected[u] for u in users[:4])  # again: same answerer
     # the header names the user when the body does not
     assert _version(server, "", **{"X-LLMLoop-User": users[0]}) == expected[users[0]]
-    # move production to a version nobody loaded yet: its users switch at once, loaded lazily
+    # move production (in the store, as the loop's controller does) to a version nobody loaded yet: its
+    # users switch within the gateway's registry cache time, and the version is loaded lazily
     registry.register(versions, name="v1.2", kind="chat", base_model=registry.get(versions, "v1.1").base_model,
                       adapter_path=registry.get(versions, "v1.1").adapter_path, parent="v1.1")
     registry.set_alias(versions, "production", "v1.2")
+    time.sleep(ServeConfig().registry_cache_seconds)
     prod_users = [u for u in users if expected[u] == "v1.0"]
     assert {_version(server, u) for u in prod_users} == {"v1.2"}
     # no candidate alias: its share falls back to production
     registry.remove_alias(versions, "candidate")
+    time.sleep(ServeConfig().registry_cache_seconds)
     assert {_version(server, u) for u in users} == {"v1.2"}
 
 
@@ -116,6 +120,7 @@ def test_split_from_the_store_wins_and_moves_users_at_once(versions, engine, ser
         assert {_version(server, u) for u in users} == {"v1.0"}
         out = CliRunner().invoke(cli, ["serve", "split", "production=50,candidate=50", "--reason", "A/B"])
         assert out.exit_code == 0 and "production 50.0%" in out.output, out.output
+        time.sleep(ServeConfig().registry_cache_seconds)  # another process's change: seen within the cache time
         cfg = RoutingConfig(weights={"production": 50, "candidate": 50})
         expected = {u: {"production": "v1.0", "candidate": "v1.1"}[pick(cfg, u)] for u in users}
         assert {u: _version(server, u) for u in users} == expected
@@ -131,6 +136,7 @@ def test_split_from_the_store_wins_and_moves_users_at_once(versions, engine, ser
         assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_name"
         r = httpx.put(f"{server}/v1/admin/split", headers=h, json={"weights": {"candidate": 1}, "reason": "all in"})
         assert r.status_code == 200 and r.json()["shares"] == {"candidate": 1.0} and r.json()["actor"] == "ops-team"
+        # a change through this gateway applies at once (its cache is cleared), no waiting
         body = {"model": "llmloop", "messages": HI, "max_tokens": 2, "temperature": 0, "user": users[0]}
         assert httpx.post(f"{server}/v1/chat/completions", json=body, headers=h, timeout=60).json()["model"] == "v1.1"
         history = httpx.get(f"{server}/v1/admin/split/history", headers=h).json()

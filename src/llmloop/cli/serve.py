@@ -50,6 +50,10 @@ def serve(
     session_max_tokens: int = typer.Option(2048, help=_help("session_max_tokens")),
     session_ttl: float = typer.Option(3600, help=_help("session_ttl_seconds")),
     record_answers: str = typer.Option("sync", help=_help("record_answers")),
+    registry_cache_seconds: float = typer.Option(1.0, help=_help("registry_cache_seconds")),
+    ui: bool = typer.Option(False, "--ui", help=_help("ui")),
+    ui_api_key: str | None = typer.Option(None, envvar="LLMLOOP_API_KEY", help=_help("ui_api_key") + "; env LLMLOOP_API_KEY"),
+    ui_language: str = typer.Option("en", help=_help("ui_language") + ": en | zh"),
     log_level: str = typer.Option("info", help=_help("log_level")),
     json_logs: bool = typer.Option(False, "--json-logs", help=_help("json_logs")),
 ) -> None:
@@ -69,8 +73,8 @@ def serve(
                   rate_limit_per_minute=rate_limit, max_tokens_limit=max_tokens_limit,
                   max_prompt_tokens=max_prompt_tokens, max_body_bytes=max_body_bytes, cors_origins=cors_origin,
                   session_max_tokens=session_max_tokens, session_ttl_seconds=session_ttl, log_level=log_level,
-                  record_answers=record_answers,
-                  json_logs=json_logs)
+                  record_answers=record_answers, registry_cache_seconds=registry_cache_seconds,
+                  ui=ui, ui_api_key=ui_api_key, ui_language=ui_language, json_logs=json_logs)
     if vllm_command is not None:
         values["vllm_command"] = vllm_command
     try:

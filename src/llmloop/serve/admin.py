@@ -55,7 +55,9 @@ class AdminService:
         if unknown:
             raise ServingError(f"bad split: {unknown} name no version, alias or run-time model; GET /v1/models "
                                f"lists them", status=422, param="weights", code="unknown_name")
-        return self._view(traffic.set_split(self.db, req.weights, reason=req.reason, actor=actor))
+        view = self._view(traffic.set_split(self.db, req.weights, reason=req.reason, actor=actor))
+        self.pool.invalidate()  # the next request routes by the new split
+        return view
 
     def split_history(self, limit: int = 100) -> list[p.SplitView]:
         return [self._view(s) for s in traffic.split_history(self.db, limit=limit)]

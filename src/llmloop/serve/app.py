@@ -16,7 +16,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
@@ -77,7 +77,8 @@ class Gateway:
     def build(cls, db: Database, engine: Engine, routing: RoutingConfig, config: ServeConfig) -> Gateway:
         lanes, metrics, writer = ThreadLanes(), ServeMetrics(), GroupCommitWriter(db)
         auth = AuthService(db, require_keys=config.require_keys, default_rate_limit=config.rate_limit_per_minute)
-        pool = ModelPool(db, engine, routing, unload_idle_seconds=config.unload_idle_seconds)
+        pool = ModelPool(db, engine, routing, unload_idle_seconds=config.unload_idle_seconds,
+                         cache_seconds=config.registry_cache_seconds)
         if config.base_model:
             pool.runtime[config.served_model_name] = runtime_version(config.served_model_name, base_model=config.base_model)
         sessions = SessionService(db, engine, max_tokens=config.session_max_tokens, ttl_seconds=config.session_ttl_seconds)
@@ -102,6 +103,8 @@ class _TooLarge(BaseException):  # noqa: N818
 
 
 _VERSION_HEADER_BYTES = VERSION_HEADER.encode("latin-1")
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_ADMIN_PATHS = ("/api/", "/v1/admin/", "/v1/load_lora_adapter", "/v1/unload_lora_adapter")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -109,8 +112,10 @@ class GatewayMiddleware:
     """Request id, body-size limit, metrics and the access log, in one pass (one layer is cheaper
     than four: the gateway's own overhead is a measured goal)."""
 
-    def __init__(self, app: ASGIApp, metrics: ServeMetrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServeMetrics, max_body_bytes: int,
+                 on_admin_write: Callable[[], None] = lambda: None) -> None:
         self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+        self.on_admin_write = on_admin_write
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -143,6 +148,8 @@ class GatewayMiddleware:
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 seen["status"], seen["started"] = message["status"], True
+                if scope["method"] not in _READS and scope["path"].startswith(_ADMIN_PATHS):
+                    self.on_admin_write()  # an alias, split or adapter may have moved: route by the store now
                 for k, v in message.get("headers", []):
                     name = k.decode("latin-1").lower()
                     if name == VERSION_HEADER:
@@ -259,5 +266,6 @@ def create_app(db: Database | None = None, engine: Engine | None = None,
 
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["x-request-id", REQUEST_ID_HEADER, VERSION_HEADER])
-    app.add_middleware(GatewayMiddleware, metrics=gateway.metrics, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(GatewayMiddleware, metrics=gateway.metrics, max_body_bytes=config.max_body_bytes,
+                       on_admin_write=gateway.pool.invalidate)
     return app

@@ -68,6 +68,10 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
+class StoreNeeded(Exception):  # noqa: N818 - a signal, not an error
+    """``principal(inline=True)`` found nothing fresh in its cache: ask again off the event loop."""
+
+
 class AuthService:
     def __init__(self, db: Database, *, require_keys: bool = False, default_rate_limit: int | None = None,
                  cache_seconds: float = 5.0) -> None:
@@ -83,20 +87,24 @@ class AuthService:
             self._keys.clear()
             self._enabled = (0.0, False)
 
-    def enabled(self) -> bool:
+    def enabled(self, *, inline: bool = False) -> bool:
         if self.require_keys:
             return True
         stamp, on = self._enabled
         if time.monotonic() - stamp < self.cache_seconds:
             return on
+        if inline:
+            raise StoreNeeded
         on = apikeys.any_active(self.db)
         self._enabled = (time.monotonic(), on)
         return on
 
-    def _lookup(self, key: str) -> apikeys.ApiKey | None:
+    def _lookup(self, key: str, *, inline: bool = False) -> apikeys.ApiKey | None:
         hit = self._keys.get(key)
         if hit is not None and time.monotonic() - hit[0] < self.cache_seconds:
             return hit[1]
+        if inline:
+            raise StoreNeeded
         record = apikeys.authenticate(self.db, key)
         with self._lock:
             if len(self._keys) > 10_000:  # a flood of random keys must not grow memory without bound
@@ -104,11 +112,13 @@ class AuthService:
             self._keys[key] = (time.monotonic(), record)
         return record
 
-    def principal(self, authorization: str | None, role: str, client_host: str | None = None) -> Principal:
-        """Blocking (may query the store): the caller, checked against ``role``."""
+    def principal(self, authorization: str | None, role: str, client_host: str | None = None, *,
+                  inline: bool = False) -> Principal:
+        """Blocking (may query the store): the caller, checked against ``role``. ``inline``: answer from
+        the cache only (no blocking call, for the event loop), else raise ``StoreNeeded``."""
         from llmloop.serve.serving import ServingError
 
-        if not self.enabled():
+        if not self.enabled(inline=inline):
             if role == "user":
                 return ANONYMOUS_PRINCIPAL
             # Auth off is local trust: admin endpoints answer loopback callers only (the CLI, a
@@ -122,7 +132,7 @@ class AuthService:
         if scheme.lower() != "bearer" or not token.strip():
             raise ServingError("missing API key: send `Authorization: Bearer llk_…` (the OpenAI client's api_key)",
                                status=401, type="authentication_error", code="missing_api_key")
-        key = self._lookup(token.strip())
+        key = self._lookup(token.strip(), inline=inline)
         if key is None:
             raise ServingError("invalid or revoked API key", status=401, type="authentication_error",
                                code="invalid_api_key")

@@ -50,8 +50,17 @@ class ServeConfig(BaseModel):
     unload_idle_seconds: float = Field(600, gt=0, description="Unload a version nothing routes to after this long unused")
     reconcile_seconds: float = Field(5, gt=0, description="How often the gateway loads what aliases/splits name now "
                                      "and unloads what they no longer name")
+    registry_cache_seconds: float = Field(
+        1.0, ge=0, description="How long the split and alias → version answers read from the store are reused "
+        "(changes through this gateway apply at once; the loop's or another process's within this time); 0: read "
+        "the store on every request")
     record_answers: Literal["sync", "async"] = Field(
         "sync", description="sync: a served answer is durable before its response completes; async: it is "
         "queued (lower latency; feedback stays consistent, a crash may lose the last group of answers)")
+    ui: bool = Field(False, description="Also serve the web UI (Gradio, the `ui` extra) at /ui on this port; it "
+                     "talks to this gateway over loopback with --ui-api-key")
+    ui_api_key: str | None = Field(None, description="--ui: the API key the UI uses (its role decides what the page "
+                                   "shows); unset: no key (with auth off, the user role)")
+    ui_language: Literal["en", "zh"] = Field("en", description="--ui: the page's starting language")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
     json_logs: bool = Field(False, description="One JSON object per log line (with request ids)")

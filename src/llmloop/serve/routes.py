@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmloop.serve import protocol as p
-from llmloop.serve.auth import Principal
+from llmloop.serve.auth import Principal, StoreNeeded
 from llmloop.serve.routing import ANONYMOUS
 from llmloop.serve.serving import EventStream, RequestContext, ServingError
 
@@ -37,10 +37,16 @@ def _gateway(request: Request) -> Gateway:
 
 
 def _caller(role: str):  # noqa: ANN202
-    def dependency(request: Request) -> Principal:
-        # A dict lookup while the key cache is fresh; a one-row indexed read every few seconds.
+    async def dependency(request: Request) -> Principal:
+        # A dict lookup on the event loop while the key cache is fresh (no thread hand-off: FastAPI runs
+        # a plain ``def`` dependency on a worker thread); a one-row indexed read every few seconds.
+        gw = _gateway(request)
         client = request.client.host if request.client else None
-        return _gateway(request).auth.principal(request.headers.get("authorization"), role, client)
+        authorization = request.headers.get("authorization")
+        try:
+            return gw.auth.principal(authorization, role, client, inline=True)
+        except StoreNeeded:
+            return await gw.lanes.store(gw.auth.principal, authorization, role, client)
 
     dependency.__name__ = f"needs_{role}"
     return dependency
@@ -81,7 +87,8 @@ def _render(result: BaseModel | EventStream, request_id: str, version: str, sess
     if isinstance(result, EventStream):
         return StreamingResponse(result.events, media_type="text/event-stream",
                                  headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
-    return JSONResponse(result.model_dump(mode="json"), headers=headers)
+    # pydantic's own serialiser (Rust) writes the bytes: no dict round trip through the json module
+    return Response(result.model_dump_json(), media_type="application/json", headers=headers)
 
 
 _ERRORS: dict[int | str, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from llmloop.serve.config import ServeConfig
 from llmloop.serve.engine import Engine
@@ -51,6 +52,31 @@ def build_engine(config: ServeConfig) -> Engine:
     return UpstreamEngine(launcher.url, base_model_name=config.served_model_name, launcher=launcher)
 
 
+def mount_ui(app: Any, config: ServeConfig) -> Any:
+    """``--ui``: the Gradio UI at ``/ui`` on the gateway's own app (``llmloop.ui.mount``). The UI calls
+    the gateway's API over loopback with ``ui_api_key``; the key's role (read from the store: the
+    gateway cannot answer ``/whoami`` before it serves) decides what the page shows."""
+    if config.port == 0:
+        raise ValueError("--ui needs a fixed --port: the UI calls the gateway at its own address")
+    try:
+        from llmloop.ui import mount
+    except ImportError:  # pragma: no cover - gradio missing
+        raise ValueError('--ui needs Gradio: pip install "llmloop[ui]"') from None
+    role = "user"
+    if config.ui_api_key:
+        from llmloop.store import apikeys, open_database
+
+        key = apikeys.authenticate(open_database(), config.ui_api_key)
+        if key is None:
+            raise ValueError("--ui-api-key is not an active key of this store: create one with "
+                             "`llmloop serve keys create --name ui --role admin` (or annotator)")
+        role = key.role
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    host = f"[{host}]" if ":" in host else host
+    return mount(app, gateway_url=f"http://{host}:{config.port}", api_key=config.ui_api_key, role=role,
+                 language=config.ui_language)
+
+
 def run_gateway(config: ServeConfig) -> None:
     import uvicorn
 
@@ -58,5 +84,7 @@ def run_gateway(config: ServeConfig) -> None:
 
     configure_logging(config.log_level, config.json_logs)
     app = create_app(engine=build_engine(config), config=config)
+    if config.ui:
+        app = mount_ui(app, config)
     uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level,
                 log_config=None, access_log=False)  # our middleware writes the access log (with request ids)

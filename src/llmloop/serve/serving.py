@@ -123,37 +123,96 @@ class RequestContext:
     principal: Principal
 
 
+class _Stale(Exception):  # noqa: N818 - a signal, not an error
+    """``ModelPool.lookup(inline=True)`` would need the store: call it again on the store lane."""
+
+
 class ModelPool:
     """Request ``model`` → a loaded ``ModelVersion``. Aliases and the split resolve per request;
-    loads are lazy, and ``reconcile`` keeps what aliases/splits name loaded and drops the rest."""
+    loads are lazy, and ``reconcile`` keeps what aliases/splits name loaded and drops the rest.
 
-    def __init__(self, db: Database, engine: Engine, routing: RoutingConfig, *, unload_idle_seconds: float = 600) -> None:
+    What the store says (the split in force, name/alias → version) is cached for ``cache_seconds``,
+    so a request whose answers are cached resolves on the event loop without a database round trip or
+    a thread hand-off (the gateway's overhead is a measured goal). A change made through this gateway
+    (admin split, ``/api/v1`` actions) clears the cache at once; one made elsewhere (the loop's
+    controller, ``llmloop serve split``, another replica) is seen within ``cache_seconds``.
+    ``cache_seconds=0`` reads the store on every request. Names found missing are cached only for the
+    router's "is there a candidate?" question: a request naming a version that was just registered
+    always looks again."""
+
+    def __init__(self, db: Database, engine: Engine, routing: RoutingConfig, *, unload_idle_seconds: float = 600,
+                 cache_seconds: float = 0.0) -> None:
         self.db, self.engine, self.routing = db, engine, routing
         self.unload_idle_seconds = unload_idle_seconds
+        self.cache_seconds = cache_seconds
         self.runtime: dict[str, ModelVersion] = {}  # served without a registry entry (--base-model, load_lora_adapter)
         self.last_used: dict[str, float] = {}
         self._load_lock = threading.Lock()
+        # replaced whole (never mutated across an await), so readers on the loop and writers on the
+        # store lane need no lock: a reader sees the old dict or the new one
+        self._names: dict[str, tuple[float, ModelVersion | None]] = {}
+        self._split: tuple[float, tuple[RoutingConfig, str]] | None = None
 
-    def current_routing(self) -> tuple[RoutingConfig, str]:
+    def invalidate(self) -> None:
+        """Forget what was read from the store (after a change made through this gateway)."""
+        self._names = {}
+        self._split = None
+
+    def _fresh(self, stamp: float) -> bool:
+        return time.monotonic() - stamp < self.cache_seconds
+
+    def current_routing(self, *, inline: bool = False) -> tuple[RoutingConfig, str]:
         """The split in force: the store's newest (set by an admin or the rollout), else ``--split``."""
+        cached = self._split
+        if cached is not None and self._fresh(cached[0]):
+            return cached[1]
+        if inline:
+            raise _Stale
+        stamp = time.monotonic()
         split = traffic.get_split(self.db)
         if split is None:
-            return self.routing, "default"
-        return self.routing.model_copy(update={"weights": split.weights}), "store"
+            value = (self.routing, "default")
+        else:
+            value = (self.routing.model_copy(update={"weights": split.weights}), "store")
+        if self.cache_seconds > 0:
+            self._split = (stamp, value)
+        return value
 
-    def _get(self, name: str) -> ModelVersion:
+    def _lookup_name(self, name: str, *, inline: bool, trust_missing: bool) -> ModelVersion | None:
+        """The version ``name`` (a version or an alias) names, or None when it names none."""
         if name in self.runtime:
             return self.runtime[name]
-        return registry.get(self.db, name)
+        hit = self._names.get(name)
+        if hit is not None and self._fresh(hit[0]) and (hit[1] is not None or trust_missing or inline):
+            return hit[1]
+        if inline:
+            raise _Stale
+        stamp = time.monotonic()
+        try:
+            version: ModelVersion | None = registry.get(self.db, name)
+        except registry.VersionNotFound:
+            version = None
+        if self.cache_seconds > 0:
+            self._names = {**self._names, name: (stamp, version)} if len(self._names) < 10_000 else {name: (stamp, version)}
+        return version
 
-    def lookup(self, model: str, user_id: str) -> ModelVersion:
-        """Blocking: which version answers ``model`` for ``user_id`` (not loaded yet, maybe)."""
+    def _get(self, name: str, *, inline: bool = False) -> ModelVersion:
+        version = self._lookup_name(name, inline=inline, trust_missing=False)
+        if version is None:
+            if inline:  # the error path reads the store again (and lists what exists)
+                raise _Stale
+            raise registry.VersionNotFound(f"no model version or alias {name!r}; see `llmloop models list`")
+        return version
+
+    def lookup(self, model: str, user_id: str, *, inline: bool = False) -> ModelVersion:
+        """Which version answers ``model`` for ``user_id`` (not loaded yet, maybe). Blocking, unless
+        ``inline``: then only cached answers are used, and ``_Stale`` says the store is needed."""
         name = model
         if model in self.routing.route_names:
-            routing, _ = self.current_routing()
-            name = pick(routing, user_id, resolves=self._resolves)
+            routing, _ = self.current_routing(inline=inline)
+            name = pick(routing, user_id, resolves=lambda n: self._resolves(n, inline=inline))
         try:
-            return self._get(name)
+            return self._get(name, inline=inline)
         except registry.VersionNotFound:
             if model in self.routing.route_names and name != PRODUCTION and self._resolves(PRODUCTION):
                 log.warning("the split names %r, which is no version or alias; routing to production", name)
@@ -171,12 +230,8 @@ class ModelPool:
                 status=404, param="model", code="model_not_found",
             ) from None
 
-    def _resolves(self, name: str) -> bool:
-        try:
-            self._get(name)
-            return True
-        except registry.VersionNotFound:
-            return False
+    def _resolves(self, name: str, *, inline: bool = False) -> bool:
+        return self._lookup_name(name, inline=inline, trust_missing=True) is not None
 
     def ensure_loaded(self, version: ModelVersion) -> None:
         """Blocking: load ``version`` into the engine unless it is there already."""
@@ -229,6 +284,7 @@ class ModelPool:
 
     def reconcile(self) -> dict[str, list[str]]:
         """Blocking: load newly wanted versions (a promotion), unload idle unwanted ones."""
+        self.invalidate()  # decide on what the store says now
         sync = getattr(self.engine, "sync", None)
         if sync is not None:  # an upstream engine: restart/re-apply adapters if the upstream forgot them
             sync()
@@ -255,7 +311,10 @@ class ModelPool:
         return {"loaded": loaded, "unloaded": unloaded}
 
     async def resolve(self, lanes: ThreadLanes, model: str, user_id: str, kind: str) -> ModelVersion:
-        version = await lanes.store(self.lookup, model, user_id)
+        try:
+            version = self.lookup(model, user_id, inline=True)  # the cache's answer, on the loop
+        except _Stale:
+            version = await lanes.store(self.lookup, model, user_id)
         attribute(version.name)  # from here on, any failure is this version's (a load failure too)
         if version.kind != kind and version.stage != "runtime":  # a run-time model serves both, as vLLM's
             use = "/v1/chat/completions" if version.kind == "chat" else "/v1/completions"

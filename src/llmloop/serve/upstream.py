@@ -21,11 +21,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 
 from llmloop.serve.engine import Generation, SamplingParams, StreamResult, UnknownVersion
 from llmloop.store.records import ModelVersion
 
 log = logging.getLogger("llmloop.serve.upstream")
+_JSON = {"content-type": "application/json"}
 
 
 class UpstreamError(RuntimeError):
@@ -38,7 +40,10 @@ class UpstreamError(RuntimeError):
 
 class UpstreamEngine:
     def __init__(self, url: str, *, api_key: str | None = None, base_model_name: str | None = None,
-                 timeout: float = 600, launcher: Any = None) -> None:
+                 timeout: float = 600, launcher: Any = None, async_client: str = "auto") -> None:
+        """``async_client``: the HTTP client of the request path (``achat``): ``aiohttp`` (about a fifth
+        of httpx's CPU per request, measured in ``benchmarks/gateway_overhead.py``'s notes), ``httpx``,
+        or ``auto`` (aiohttp when installed)."""
         url = url.rstrip("/")
         self.root = url[:-3] if url.endswith("/v1") else url
         self.base_model_name = base_model_name
@@ -46,7 +51,8 @@ class UpstreamEngine:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(base_url=self.root, headers=headers, timeout=timeout,
                                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
-        self._aclient: httpx.AsyncClient | None = None  # made on first use, on the serving event loop
+        self.timeout, self.async_client = timeout, async_client
+        self._aclient: _AsyncPoster | None = None  # made on first use, on the serving event loop
         self._versions: dict[str, ModelVersion] = {}
         self._lock = threading.Lock()
         self.reapplied = 0  # how many times adapters were re-applied after an upstream restart
@@ -163,27 +169,27 @@ class UpstreamEngine:
         import asyncio
 
         v, model = self._model(version)
-        body = {"messages": messages, "n": n, **self._sampling(params), "model": model}
+        payload = orjson.dumps({"messages": messages, "n": n, **self._sampling(params), "model": model})
         if self._aclient is None:
-            self._aclient = httpx.AsyncClient(base_url=self.root, headers=dict(self.client.headers),
-                                              timeout=self.client.timeout, limits=httpx.Limits(
-                                                  max_connections=256, max_keepalive_connections=256))
+            self._aclient = _AsyncPoster.make(self.root, dict(self.client.headers), self.timeout, self.async_client)
         for attempt in range(2):
-            try:
-                r = await self._aclient.post("/v1/chat/completions", json=body)
-            except httpx.HTTPError as e:
-                raise UpstreamError(f"upstream {self.root} unreachable: {e.__class__.__name__}: {e}") from e
-            if r.status_code == 404 and v.adapter_path and attempt == 0:  # restarted upstream: re-apply, retry
+            status, content = await self._aclient.post("/v1/chat/completions", payload)
+            if status == 404 and v.adapter_path and attempt == 0:  # restarted upstream: re-apply, retry
                 await asyncio.to_thread(self.reapply)
                 continue
             break
-        if r.status_code >= 400:
-            raise UpstreamError(f"upstream {self.root} answered {r.status_code}: {r.text[:300]}", status=502)
-        return self._generations(r.json())
+        text = content[:300].decode(errors="replace")
+        if status >= 400:
+            raise UpstreamError(f"upstream {self.root} answered {status}: {text}", status=502)
+        try:
+            return self._generations(orjson.loads(content))
+        except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+            raise UpstreamError(f"upstream {self.root} answered 200 with no chat completion in it "
+                                f"({e.__class__.__name__}: {e}): {text}", status=502) from e
 
     async def aclose(self) -> None:
         if self._aclient is not None:
-            await self._aclient.aclose()
+            await self._aclient.close()
             self._aclient = None
 
     @staticmethod
@@ -242,3 +248,52 @@ class UpstreamEngine:
         return Generation(text=c.get("text") or "", prompt_tokens=int(usage.get("prompt_tokens", 0)),
                           completion_tokens=int(usage.get("completion_tokens", 0)),
                           finish_reason="length" if c.get("finish_reason") == "length" else "stop")
+
+
+class _AsyncPoster:
+    """POST JSON bytes, get (status, body bytes) back — over aiohttp or httpx. The request path's only
+    HTTP call; errors of either library become ``UpstreamError`` (502)."""
+
+    def __init__(self, root: str, post: Any, close: Any, name: str) -> None:
+        self.root, self._post, self._close, self.name = root, post, close, name
+
+    @classmethod
+    def make(cls, root: str, headers: dict[str, str], timeout: float, which: str = "auto") -> _AsyncPoster:
+        if which not in ("auto", "aiohttp", "httpx"):
+            raise ValueError(f"async_client must be auto, aiohttp or httpx, got {which!r}")
+        if which in ("auto", "aiohttp"):
+            try:
+                import aiohttp
+            except ImportError:
+                if which == "aiohttp":
+                    raise
+            else:
+                session = aiohttp.ClientSession(  # full URLs: a root with a path prefix keeps it
+                    headers={**headers, **_JSON}, timeout=aiohttp.ClientTimeout(total=timeout),
+                    connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=None))
+
+                async def post(path: str, payload: bytes) -> tuple[int, bytes]:
+                    try:
+                        async with session.post(root + path, data=payload) as r:
+                            return r.status, await r.read()
+                    except (aiohttp.ClientError, TimeoutError) as e:
+                        raise UpstreamError(f"upstream {root} unreachable: {e.__class__.__name__}: {e}") from e
+
+                return cls(root, post, session.close, "aiohttp")
+        client = httpx.AsyncClient(base_url=root, headers={**headers, **_JSON}, timeout=timeout,
+                                   limits=httpx.Limits(max_connections=256, max_keepalive_connections=256))
+
+        async def hpost(path: str, payload: bytes) -> tuple[int, bytes]:
+            try:
+                r = await client.post(path, content=payload)
+            except httpx.HTTPError as e:
+                raise UpstreamError(f"upstream {root} unreachable: {e.__class__.__name__}: {e}") from e
+            return r.status_code, r.content
+
+        return cls(root, hpost, client.aclose, "httpx")
+
+    async def post(self, path: str, payload: bytes) -> tuple[int, bytes]:
+        return await self._post(path, payload)
+
+    async def close(self) -> None:
+        await self._close()
