@@ -13,7 +13,8 @@ built here (one word = one token), so every variant sees exactly the same token 
     and one epoch.
 (b) ``llmloop.train.sft.build_trainer`` / ``llmloop.train.dpo.build_trainer``: the trainers the
     engine runs, with the engine's GPU defaults (speed: padding-free packing + varlen FlashAttention-2,
-    Liger kernels, automatic batch size; DPO: precomputed reference log-probs).
+    Liger kernels, automatic batch size; DPO: TRL's padded pairs run padding-free underneath,
+    train/unpad.py, with the varlen kernel).
 
 Reported: useful (non-padding) tokens/s and pairs/s over one whole epoch, end to end (building the
 trainer: loading, tokenizing, packing, reference precomputation; then ``trainer.train()`` with any
@@ -170,12 +171,58 @@ def run_dpo(variant: str, model_dir: Path, rows: list[dict], out: Path):  # noqa
 
     config = Ours(model=str(model_dir), dataset="bench", finetuning="lora", tokenizer=str(model_dir.parent / "tokenizer"),
                   lora={"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
-                  # The same 8 pairs per optimizer step as (a), in two forward passes of 4: without
-                  # gradient checkpointing 8 padded pairs of up to 2x2048 tokens do not fit in 80 GB.
-                  max_length=2048, num_train_epochs=1, per_device_train_batch_size=4,
-                  gradient_accumulation_steps=2, learning_rate=1e-6,
+                  # The same 8 pairs per optimizer step as (a). Padding-free (train/unpad.py), 8 pairs are
+                  # ~11k real tokens a pass, which fit without gradient checkpointing (padded they did not:
+                  # the previous engine ran 4 pairs x 2 accumulation steps).
+                  max_length=2048, num_train_epochs=1, per_device_train_batch_size=opts_dpo_batch(),
+                  gradient_accumulation_steps=8 // opts_dpo_batch(), learning_rate=1e-6,
                   lr_scheduler_type="linear", logging_steps=10, plot_loss=False)
     return dpo.build_trainer(config, StartingModel(str(model_dir), str(model_dir)), dataset, out, [])
+
+
+_DPO_BATCH = [8]
+
+
+def opts_dpo_batch() -> int:
+    return _DPO_BATCH[0]
+
+
+def profile_steps(stage: str, model_dir: Path, rows: list[dict], tmp: Path, out: Path | None) -> None:
+    """Where (b)'s GPU time goes: CUDA kernels of 3 steps after 3 warm-up steps, top 20 by time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile, schedule
+    from transformers import TrainerCallback
+
+    build = run_sft if stage == "sft" else run_dpo
+    trainer = build("b", model_dir, rows, tmp / f"profile-{stage}")
+    trainer.args.max_steps = 6
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], schedule=schedule(wait=1, warmup=2, active=3)) as prof:
+        class Step(TrainerCallback):
+            def on_step_end(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+                prof.step()
+
+        trainer.add_callback(Step())
+        trainer.train()
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=20, max_name_column_width=60)
+    print(f"profile of (b) {stage}, 3 steps:\n{table}", flush=True)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"profile_{stage}.txt").write_text(table)
+    del trainer
+    import gc
+
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def unpadded(model) -> bool:  # noqa: ANN001
+    """Whether llmloop's padding-free preference path (train/unpad.py) runs this model's decoder."""
+    from llmloop.train.unpad import MARK, backbone_of
+
+    try:
+        return bool(getattr(backbone_of(model), MARK, False))
+    except ValueError:
+        return False
 
 
 def measure(stage: str, variant: str, model_dir: Path, rows: list[dict], cfg, peak: float, tmp: Path) -> dict:  # noqa: ANN001
@@ -209,7 +256,7 @@ def measure(stage: str, variant: str, model_dir: Path, rows: list[dict], cfg, pe
         "batch_size": getattr(trainer, "_train_batch_size", args.per_device_train_batch_size),
         "gradient_checkpointing": args.gradient_checkpointing,
         "attn": trainer.model.config._attn_implementation if hasattr(trainer.model, "config") else None,
-        "padding_free": getattr(trainer, "padding_free", None), "liger": args.use_liger_kernel,
+        "padding_free": bool(getattr(trainer, "padding_free", False) or unpadded(trainer.model)), "liger": args.use_liger_kernel,
         "precompute_ref": getattr(args, "precompute_ref_log_probs", None), "steps": trainer.state.global_step,
     }
     if stage == "dpo":
@@ -227,7 +274,11 @@ def main() -> None:
     parser.add_argument("--dpo-pairs", type=int, default=320)
     parser.add_argument("--only", choices=["sft", "dpo"], default=None)
     parser.add_argument("--out", type=Path, default=None, help="Write results.json here")
+    parser.add_argument("--dpo-batch", type=int, default=8, choices=[1, 2, 4, 8],
+                        help="(b)'s DPO pairs per forward pass; accumulation makes up 8 pairs per step as (a)")
+    parser.add_argument("--profile", action="store_true", help="After the runs, profile 3 steps of (b) per stage")
     opts = parser.parse_args()
+    _DPO_BATCH[0] = opts.dpo_batch
 
     import torch
     import transformers
@@ -271,6 +322,10 @@ def main() -> None:
                     torch.cuda.empty_cache()
                 results.append(r)
                 print(json.dumps(r), flush=True)
+        if opts.profile:
+            for stage, rows in plan:
+                if not opts.only or stage == opts.only:
+                    profile_steps(stage, model_dir, rows[:64], tmp, opts.out)
     if opts.out:
         opts.out.mkdir(parents=True, exist_ok=True)
         (opts.out / "results.json").write_text(json.dumps({"device": name, "matmul_tflops": matmul / 1e12,

@@ -47,8 +47,10 @@ def test_speed_plan_turns_the_fast_path_on_for_a_gpu(monkeypatch):
     import importlib.util
 
     assert plan(SpeedSettings(), "sft").liger_kernel is (importlib.util.find_spec("liger_kernel") is not None)
-    dpo = plan(SpeedSettings(), "dpo")
-    assert (dpo.attention, dpo.padding_free, dpo.group_by_length) == ("sdpa", False, True)
+    dpo = plan(SpeedSettings(), "dpo")  # padding-free underneath TRL's padded batches (train/unpad.py)
+    assert (dpo.attention, dpo.padding_free, dpo.group_by_length) == (VARLEN, True, False)
+    orpo = plan(SpeedSettings(), "orpo")  # TRL's experimental ORPO/CPO trainers pad
+    assert (orpo.attention, orpo.padding_free) == ("sdpa", False)
     assert plan(SpeedSettings(), "sft", cuda=False).padding_free is False
     assert plan(SpeedSettings(), "grpo").auto_find_batch_size is False  # TRL refuses it for GRPO
     assert plan(SpeedSettings(), "kto").group_by_length is False  # KTO needs the sequential sampler

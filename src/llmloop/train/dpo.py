@@ -12,6 +12,10 @@ The reference model (DPO only), T8:
   starting version (base + its adapter, merged), so the loss measures the move away from the
   version training started from. ``finetuning: full`` from an adapter version merges the adapter
   into the weights first (the "merged" option).
+
+Speed (GPU): DPO batches are TRL's padded chosen+rejected rows, run padding-free underneath
+(train/unpad.py: real tokens only, one flattened row, the varlen attention kernel), so length
+grouping is not needed; ORPO/SimPO (TRL's experimental trainers) train padded.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from llmloop.train.common import (
 )
 from llmloop.train.config import DPOConfig
 from llmloop.train.speed import add_length_column, cuda_available, grouping_arguments, plan
+from llmloop.train.unpad import unpad_backbone
 
 COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -49,7 +54,8 @@ def run(config: DPOConfig, start: StartingModel, rows: list[dict[str, Any]], out
 def build_trainer(config: DPOConfig, start: StartingModel, dataset, out: Path, callbacks: list,  # noqa: ANN001
                   eval_dataset=None, reference: StartingModel | None = None):  # noqa: ANN001, ANN201
     """The configured preference trainer (also what benchmarks/train_throughput.py times)."""
-    speed = plan(config.speed, "dpo")
+    # ORPO/SimPO run TRL's experimental trainers, which train padded: planned under their own names.
+    speed = plan(config.speed, "dpo" if config.method == "dpo" else config.method)
     tokenizer = load_tokenizer(start, config.tokenizer)
     model = load_policy(start, config, speed)
     common = dict(model=model, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer,
@@ -80,6 +86,11 @@ def build_trainer(config: DPOConfig, start: StartingModel, dataset, out: Path, c
     precompute = config.precompute_ref_log_probs
     if precompute is None:  # measured: for one epoch, precomputing costs more than it saves (docs/benchmarks.md)
         precompute = cuda_available() and config.num_train_epochs > 1 and config.max_steps == -1
+    if speed.padding_free:
+        # Before the trainer exists: TRL precomputes reference log-probs inside its constructor.
+        unpad_backbone(model)
+        if ref_model is not None:
+            unpad_backbone(ref_model)
     args = TRLDPOConfig(**base_args, **grouping_arguments(speed), beta=config.beta, loss_type=losses,
                         loss_weights=weights, precompute_ref_log_probs=precompute)
     trainer = DPOTrainer(ref_model=ref_model, args=args, **common)

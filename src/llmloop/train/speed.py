@@ -30,10 +30,13 @@ log = logging.getLogger("llmloop.train")
 
 VARLEN = "llmloop_varlen"
 JOB_PROCESS_ENV = "LLMLOOP_JOB_PROCESS"  # set in a job's own process (train/worker.py)
-# Stages whose TRL trainer can train padding-free (TRL 1.16 disabled it in DPOTrainer; the RM,
-# KTO and RL trainers pad).
-PADDING_FREE_STAGES = ("pt", "sft")
-PADDED_STAGES = ("dpo", "rm")  # KTO needs TRL's sequential sampler (its KL pairs are batch neighbours)
+# Stages that can train padding-free: pt/sft through TRL's packing collator, dpo through
+# train/unpad.py (TRL 1.16 disabled DPOTrainer's own padding_free; the RM, KTO and RL trainers pad).
+# ORPO/SimPO (``method`` of stage dpo) run TRL's experimental trainers, planned as "orpo"/"simpo".
+PADDING_FREE_STAGES = ("pt", "sft", "dpo")
+# Padded stages whose recipes group batches by length (dpo only when it is not padding-free).
+# KTO needs TRL's sequential sampler (its KL pairs are batch neighbours).
+PADDED_STAGES = ("dpo", "rm")
 LENGTH_COLUMN = "llmloop_length"
 
 
@@ -94,6 +97,7 @@ def plan(settings: SpeedSettings, stage: str, cuda: bool | None = None) -> Speed
 
     On CPU everything is off (plain SDPA, padded batches): the kernels are CUDA-only and the tiny
     test models gain nothing. On a GPU: padding-free packing with the varlen kernel for pt/sft,
+    padding-free preference pairs for dpo (train/unpad.py: TRL's padded batches, unpadded below the LM head),
     Liger's fused RMSNorm/SwiGLU/RoPE kernels when ``liger-kernel`` is installed, and
     transformers' automatic batch size (halve on out-of-memory, retry).
     """
@@ -151,8 +155,8 @@ def plan(settings: SpeedSettings, stage: str, cuda: bool | None = None) -> Speed
     if grouped and stage == "kto":
         problems.append("speed.group_by_length: KTO estimates its KL term from neighbouring examples in a fixed "
                         "order (TRL requires the sequential sampler); set it to false")
-    if grouped is None:
-        grouped = cuda and stage in PADDED_STAGES
+    if grouped is None:  # padding-free batches have no padding to save
+        grouped = cuda and stage in PADDED_STAGES and not padding_free
     if problems:
         from llmloop.train.common import TrainingInputError
 
