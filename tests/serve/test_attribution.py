@@ -105,3 +105,33 @@ def test_an_unexpected_engine_error_is_a_500_with_version_and_request_id(db, ser
         broken.rate = 0.0
         ok = httpx.post(f"{url}/v1/chat/completions", json={"model": "production", "messages": HI})
         assert ok.status_code == 200 and ok.headers["x-llmloop-version"] == "v3.0"
+
+
+@pytest.mark.parametrize("client", ["aiohttp", "httpx"])
+def test_both_upstream_clients_serve_and_attribute_a_crash(db, tmp_path: Path, serve_app, client: str) -> None:
+    """The request path's HTTP client (aiohttp when installed, else httpx) against a real echo gateway
+    process: same answers, and after a SIGKILL the same attributed 502."""
+    if client == "aiohttp":
+        pytest.importorskip("aiohttp")
+    home = tmp_path / "echo-home"
+    home.mkdir()
+    url = f"sqlite:///{home / 'llmloop.db'}"
+    up_db = open_database(Workspace(home=home, database_url=url).ensure())
+    registry.register(up_db, name="e1", kind="chat", base_model="echo")
+    registry.set_alias(up_db, "production", "e1")
+    up_db.dispose()
+    upstream = GatewayProcess(home, log_path=tmp_path / "echo.log", env={"LLMLOOP_DATABASE_URL": url},
+                              extra_args=("--engine", "echo"))
+    registry.register(db, name="v4.0", kind="chat", base_model="echo")
+    registry.set_alias(db, "production", "v4.0")
+    with upstream:
+        remote = UpstreamEngine(f"{upstream.url}/v1", base_model_name="e1", timeout=30, async_client=client)
+        with serve_app(create_app(db=db, engine=remote, config=ServeConfig(reconcile_seconds=3600))) as gw:
+            body = {"model": "production", "messages": [{"role": "user", "content": "ship it today"}], "n": 2}
+            r = httpx.post(f"{gw}/v1/chat/completions", json=body, timeout=30)
+            assert r.status_code == 200 and [c["message"]["content"] for c in r.json()["choices"]] == ["ship it today"] * 2
+            assert remote._aclient is not None and remote._aclient.name == client
+            upstream.kill()
+            r = httpx.post(f"{gw}/v1/chat/completions", json=body, timeout=30)
+            assert r.status_code == 502 and "unreachable" in r.json()["error"]["message"]
+            assert r.headers["x-llmloop-version"] == "v4.0"

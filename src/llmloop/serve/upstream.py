@@ -52,6 +52,12 @@ class UpstreamEngine:
         self.client = httpx.Client(base_url=self.root, headers=headers, timeout=timeout,
                                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
         self.timeout, self.async_client = timeout, async_client
+        if async_client in ("auto", "aiohttp"):  # import now, not inside the first request
+            try:
+                import aiohttp  # noqa: F401
+            except ImportError:
+                if async_client == "aiohttp":
+                    raise
         self._aclient: _AsyncPoster | None = None  # made on first use, on the serving event loop
         self._versions: dict[str, ModelVersion] = {}
         self._lock = threading.Lock()
