@@ -3,7 +3,9 @@
 The contract: an engine knows model versions by name and nothing about HTTP, users, routing or
 feedback. ``EmbeddedEngine`` runs transformers + peft in this process: each base model is loaded
 once and every version's LoRA adapter is attached to it by name, so switching versions per request
-costs nothing but ``set_adapter``. Generation is serialised by a lock (the active adapter is model
+costs nothing but ``set_adapter``. On a CPU with a small base (``merge_adapters="auto"``) each adapter
+version is instead served from its own copy of the base with the adapter merged in: one more copy of
+a small model per version buys generation without the LoRA layers' extra matmuls (~25% faster there). Generation is serialised by a lock (the active adapter is model
 state); requests for the same version and sampling settings can be generated as one batch.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from llmloop.store.records import ModelVersion
 
@@ -99,12 +101,23 @@ class _Base:
 class EmbeddedEngine:
     """transformers + peft in-process; CPU or one GPU."""
 
-    def __init__(self, device: str | None = None, dtype: str = "auto") -> None:
+    # "auto" merges adapters into per-version copies of bases up to this many parameters, on CPU only
+    MERGE_AUTO_MAX_PARAMS = 1_000_000_000
+
+    def __init__(self, device: str | None = None, dtype: str = "auto",
+                 merge_adapters: Literal["auto", "always", "never"] = "auto") -> None:
+        """``merge_adapters``: serve each adapter version from a merged copy of its base ("always"),
+        attach every adapter to the one shared base ("never"), or merge on CPU for bases of at most
+        ``MERGE_AUTO_MAX_PARAMS`` parameters ("auto")."""
         import torch
 
+        if merge_adapters not in ("auto", "always", "never"):
+            raise ValueError(f"merge_adapters must be auto, always or never, not {merge_adapters!r}")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.bfloat16 if (dtype == "auto" and self.device == "cuda") else torch.float32
+        self.merge_adapters = merge_adapters
         self._bases: dict[str, _Base] = {}
+        self._merged: dict[str, _Base] = {}  # version name -> its own base with the adapter merged in
         self._versions: dict[str, ModelVersion] = {}
         self._lock = threading.RLock()
         self._queue_lock = threading.Lock()
@@ -119,9 +132,25 @@ class EmbeddedEngine:
             if version.name in self._versions:
                 return
             base = self._bases.get(version.base_model) or self._load_base(version.base_model)
-            if version.adapter_path:
+            if version.adapter_path and self._merges(base):
+                self._merged[version.name] = self._merged_copy(base, version)
+            elif version.adapter_path:
                 self._attach(base, version)
             self._versions[version.name] = version
+
+    def _merges(self, base: _Base) -> bool:
+        if self.merge_adapters != "auto":
+            return self.merge_adapters == "always"
+        return self.device == "cpu" and not base.adapters and base.model.num_parameters() <= self.MERGE_AUTO_MAX_PARAMS
+
+    def _merged_copy(self, base: _Base, version: ModelVersion) -> _Base:
+        import copy
+
+        from peft import PeftModel
+
+        plain = copy.deepcopy(base.model)
+        merged = PeftModel.from_pretrained(plain, version.adapter_path).merge_and_unload().eval()
+        return _Base(model=merged, tokenizer=base.tokenizer)
 
     def _load_base(self, path: str) -> _Base:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -147,7 +176,7 @@ class EmbeddedEngine:
     def unload(self, name: str) -> None:
         with self._lock:
             version = self._versions.pop(name, None)
-            if version is None or not version.adapter_path:
+            if self._merged.pop(name, None) is not None or version is None or not version.adapter_path:
                 return
             base = self._bases[version.base_model]
             adapter = _adapter_name(name)
@@ -175,6 +204,8 @@ class EmbeddedEngine:
         import contextlib
 
         v = self.version(name)
+        if name in self._merged:
+            return self._merged[name], contextlib.nullcontext()
         base = self._bases[v.base_model]
         if v.adapter_path:
             base.model.set_adapter(_adapter_name(name))
