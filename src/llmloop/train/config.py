@@ -93,7 +93,8 @@ class SpeedSettings(BaseModel):
     padding_free: bool | None = Field(
         None,
         description="Pack examples into full-length rows and train them as one flattened sequence with "
-        "position ids (no padding, no cross-example attention); pt and sft only; null = on when a varlen "
+        "position ids (no padding, no cross-example attention); pt and sft, and dpo's padded pairs unpadded "
+        "under the LM head (method dpo); null = on when a varlen "
         "attention kernel is available (GPU)",
     )
     liger_kernel: bool | None = Field(

@@ -49,7 +49,7 @@ def arguments(stage: str, config: StageConfig, base_model: str, adapter: str | N
     """The LLaMA-Factory arguments equivalent to ``config``."""
     if stage == "grpo":
         raise TrainingInputError("LLaMA-Factory has no GRPO stage; train grpo with this engine (--backend trl)")
-    lf_stage = stage
+    lf_stage = "dpo" if stage == "orpo" else stage  # LLaMA-Factory runs ORPO as its dpo stage, pref_loss orpo
     out: dict[str, Any] = {"model_name_or_path": base_model}
     if adapter and config.finetuning != "full":
         out["adapter_name_or_path"] = adapter  # continued, as our engine continues it
@@ -83,6 +83,8 @@ def arguments(stage: str, config: StageConfig, base_model: str, adapter: str | N
             out["simpo_gamma"] = config.simpo_gamma
         if config.ref_model:
             out["ref_model"] = config.ref_model
+    if stage == "orpo":
+        out.update(pref_loss="orpo", pref_beta=config.beta)
     if stage == "kto":
         out.update(pref_beta=config.beta, kto_chosen_weight=config.desirable_weight,
                    kto_rejected_weight=config.undesirable_weight)
