@@ -158,3 +158,35 @@ def test_promotion_is_loaded_before_its_first_request_and_idle_versions_unload(v
     assert report == {"loaded": [], "unloaded": ["v1.0"]} and engine.loaded() == ["v1.1"]
     registry.set_alias(versions, "candidate", "v1.0")  # a new candidate: loaded by the reconcile, not by a user
     assert pool.reconcile()["loaded"] == ["v1.0"] and engine.loaded() == ["v1.0", "v1.1"]
+
+
+def test_model_pool_cache_answers_on_the_loop_and_follows_invalidation(db) -> None:
+    """Cached answers resolve without the store (``inline``); a store change is seen after the cache
+    time or at once after ``invalidate``; a name found missing never hides a just-registered version."""
+    from llmloop.serve.echo import EchoEngine
+    from llmloop.serve.serving import ModelPool, _Stale
+
+    registry.register(db, name="v1.0", kind="chat", base_model="echo")
+    registry.register(db, name="v1.1", kind="chat", base_model="echo", parent="v1.0")
+    registry.set_alias(db, "production", "v1.0")
+    pool = ModelPool(db, EchoEngine(), RoutingConfig(weights={"production": 1, "candidate": 1}), cache_seconds=60)
+    with pytest.raises(_Stale):  # nothing cached yet: the caller must go to the store lane
+        pool.lookup("llmloop", "u1", inline=True)
+    assert pool.lookup("llmloop", "u1").name == "v1.0"  # no candidate alias: its share goes to production
+    assert pool.lookup("llmloop", "u1", inline=True).name == "v1.0"  # now from the cache, split included
+    registry.set_alias(db, "production", "v1.1")  # as another process would
+    assert pool.lookup("production", "u1", inline=True).name == "v1.0"  # within the cache time
+    pool.invalidate()
+    with pytest.raises(_Stale):
+        pool.lookup("production", "u1", inline=True)
+    assert pool.lookup("production", "u1").name == "v1.1"
+    # a version missing when first asked is found once registered (missing names are not trusted for it)
+    with pytest.raises(Exception, match="does not exist"):
+        pool.lookup("v2.0", "u1")
+    registry.register(db, name="v2.0", kind="chat", base_model="echo")
+    assert pool.lookup("v2.0", "u1").name == "v2.0"
+    # cache_seconds=0 reads the store every time
+    fresh = ModelPool(db, EchoEngine(), RoutingConfig())
+    assert fresh.lookup("production", "u1").name == "v1.1"
+    registry.set_alias(db, "production", "v1.0")
+    assert fresh.lookup("production", "u1").name == "v1.0"

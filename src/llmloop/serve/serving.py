@@ -152,9 +152,11 @@ class ModelPool:
         # store lane need no lock: a reader sees the old dict or the new one
         self._names: dict[str, tuple[float, ModelVersion | None]] = {}
         self._split: tuple[float, tuple[RoutingConfig, str]] | None = None
+        self._generation = 0  # bumped by invalidate: a read that began before it is not cached
 
     def invalidate(self) -> None:
         """Forget what was read from the store (after a change made through this gateway)."""
+        self._generation += 1
         self._names = {}
         self._split = None
 
@@ -168,13 +170,13 @@ class ModelPool:
             return cached[1]
         if inline:
             raise _Stale
-        stamp = time.monotonic()
+        stamp, generation = time.monotonic(), self._generation
         split = traffic.get_split(self.db)
         if split is None:
             value = (self.routing, "default")
         else:
             value = (self.routing.model_copy(update={"weights": split.weights}), "store")
-        if self.cache_seconds > 0:
+        if self.cache_seconds > 0 and generation == self._generation:
             self._split = (stamp, value)
         return value
 
@@ -187,12 +189,12 @@ class ModelPool:
             return hit[1]
         if inline:
             raise _Stale
-        stamp = time.monotonic()
+        stamp, generation = time.monotonic(), self._generation
         try:
             version: ModelVersion | None = registry.get(self.db, name)
         except registry.VersionNotFound:
             version = None
-        if self.cache_seconds > 0:
+        if self.cache_seconds > 0 and generation == self._generation:
             self._names = {**self._names, name: (stamp, version)} if len(self._names) < 10_000 else {name: (stamp, version)}
         return version
 
