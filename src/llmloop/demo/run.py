@@ -54,7 +54,7 @@ class DemoConfig(BaseModel):
 
     seed: int = Field(0, description="Seed for the model, the users and sampling")
     battles: int = Field(300, ge=10, le=400, description="Arena battles the simulated users vote on")
-    users: int = Field(12, ge=1, description="Simulated users voting concurrently")
+    users: int = Field(32, ge=1, description="Simulated users voting concurrently (the gateway batches their requests)")
     arena_temperature: float = Field(1.0, gt=0, description="Sampling temperature of the two arena answers")
     vote_noise: float = Field(0.05, ge=0, le=1, description="Share of votes that are random misclicks")
     min_pairs: int = Field(50, ge=1, description="Preference pairs the loop needs to start a round")
