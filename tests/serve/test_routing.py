@@ -107,6 +107,53 @@ def test_concurrent_chats_are_generated_as_batches(tiny_model_dir):
     assert engine.stats["chat_batches"] < 12
 
 
+def _engine_with_version(tiny_model_dir, **kwargs):  # noqa: ANN001, ANN202
+    import datetime as dt
+
+    from llmloop.serve.engine import EmbeddedEngine
+    from llmloop.store.records import ModelVersion
+
+    engine = EmbeddedEngine(device="cpu", **kwargs)
+    engine.load(ModelVersion(name="v", kind="chat", base_model=str(tiny_model_dir), adapter_path=None, parent=None,
+                             job_id=None, dataset_versions=[], metrics={}, stage="candidate", note="",
+                             created_at=dt.datetime.now(dt.timezone.utc)))
+    return engine
+
+
+def test_callers_that_keep_asking_stay_batched(tiny_model_dir):
+    """Eight users who each ask again as soon as they are answered (the arena's pattern) keep being
+    batched together wave after wave, not served one request per generate (a lock convoy did that)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llmloop.serve.engine import SamplingParams
+
+    engine = _engine_with_version(tiny_model_dir)
+    sizes = []
+    rows = engine._chat_rows
+    engine._chat_rows = lambda version, batch, params: sizes.append(sum(n for _, n in batch)) or rows(version, batch, params)
+    params = SamplingParams(max_tokens=16, temperature=1.0)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: engine.chat("v", [{"role": "user", "content": f"q{i}"}], params, n=2), range(48)))
+    assert sum(sizes) == 96 and engine.stats["chat_requests"] == 48
+    assert len(sizes) <= 16, sizes  # about two generates per wave of eight; a convoy makes ~48
+
+
+def test_batches_hold_at_most_max_batch_rows(tiny_model_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llmloop.serve.engine import SamplingParams
+
+    engine = _engine_with_version(tiny_model_dir, max_batch_rows=4)
+    sizes = []
+    rows = engine._chat_rows
+    engine._chat_rows = lambda version, batch, params: sizes.append(sum(n for _, n in batch)) or rows(version, batch, params)
+    params = SamplingParams(max_tokens=8, temperature=1.0)
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda i: engine.chat("v", [{"role": "user", "content": f"q{i}"}], params, n=2), range(12)))
+    assert all(len(a) == 2 for a in answers) and sum(sizes) == 24
+    assert max(sizes) <= 4 and len(sizes) >= 6, sizes
+
+
 def test_split_from_the_store_wins_and_moves_users_at_once(versions, engine, serve_app, llmloop_home) -> None:
     """The split the rollout/admin writes (store.traffic) overrides --split, on the next request."""
     from typer.testing import CliRunner

@@ -105,10 +105,11 @@ class EmbeddedEngine:
     MERGE_AUTO_MAX_PARAMS = 1_000_000_000
 
     def __init__(self, device: str | None = None, dtype: str = "auto",
-                 merge_adapters: Literal["auto", "always", "never"] = "auto") -> None:
+                 merge_adapters: Literal["auto", "always", "never"] = "auto", max_batch_rows: int = 64) -> None:
         """``merge_adapters``: serve each adapter version from a merged copy of its base ("always"),
         attach every adapter to the one shared base ("never"), or merge on CPU for bases of at most
-        ``MERGE_AUTO_MAX_PARAMS`` parameters ("auto")."""
+        ``MERGE_AUTO_MAX_PARAMS`` parameters ("auto"). ``max_batch_rows``: most sequences ``chat`` generates
+        in one batch."""
         import torch
 
         if merge_adapters not in ("auto", "always", "never"):
@@ -120,8 +121,10 @@ class EmbeddedEngine:
         self._merged: dict[str, _Base] = {}  # version name -> its own base with the adapter merged in
         self._versions: dict[str, ModelVersion] = {}
         self._lock = threading.RLock()
-        self._queue_lock = threading.Lock()
+        self._queue_ready = threading.Condition()
         self._queue: dict[tuple[str, SamplingParams], list[_Pending]] = {}
+        self._batcher: threading.Thread | None = None
+        self.max_batch_rows = max_batch_rows
         # how much batching happened: chat requests served, and the generate calls that served them
         self.stats = {"chat_requests": 0, "chat_batches": 0}
 
@@ -253,10 +256,10 @@ class EmbeddedEngine:
     def chat(self, version: str, messages: list[dict[str, Any]], params: SamplingParams, n: int = 1) -> list[Generation]:
         """``n`` samples for one conversation.
 
-        Concurrent calls for the same version and sampling settings are generated together: while
-        one generation holds the engine, later requests queue up, and whichever caller gets the
-        engine next takes every queued request of its kind and runs them as one left-padded batch.
-        No request waits for a timer. A request with a ``seed`` runs alone, so that it repeats.
+        Concurrent calls for the same version and sampling settings are generated together: a
+        request joins a queue and one batching thread takes every queued request of the oldest kind
+        (up to ``max_batch_rows`` sequences) and runs them as one left-padded batch while new ones
+        queue up. No request waits for a timer. A request with a ``seed`` runs alone, so that it repeats.
         """
         # Greedy decoding has one answer (and transformers refuses n > 1 without sampling).
         k = n if params.temperature > 0 else 1
@@ -265,30 +268,50 @@ class EmbeddedEngine:
                 gens = self._chat_rows(version, [(messages, k)], params)[0]
             return gens if k == n else gens * n
         pending = _Pending(messages, k)
-        key = (version, params)
-        with self._queue_lock:
-            self._queue.setdefault(key, []).append(pending)
-        with self._lock:
-            with self._queue_lock:
-                batch = self._queue.pop(key, [])
-            if batch:
+        with self._queue_ready:
+            self._queue.setdefault((version, params), []).append(pending)
+            if self._batcher is None or not self._batcher.is_alive():
+                self._batcher = threading.Thread(target=self._batch_loop, name="llmloop-batcher", daemon=True)
+                self._batcher.start()
+            self._queue_ready.notify()
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result if k == n else pending.result * n
+
+    def _batch_loop(self) -> None:
+        """The batching thread: serve the queue, oldest kind first, for as long as the process lives.
+
+        (One thread takes the batches. When every caller took the engine's lock for its own request
+        instead, callers whose requests had already been served still queued for the lock, and each
+        then served only the one request that had arrived meanwhile: batches of one.)"""
+        while True:
+            with self._queue_ready:
+                while not self._queue:
+                    self._queue_ready.wait()
+                key = next(iter(self._queue))  # dicts keep insertion order: the kind waiting longest
+                queued = self._queue.pop(key)
+                batch, rows = [], 0
+                while queued and (not batch or rows + queued[0].n <= self.max_batch_rows):
+                    rows += queued[0].n
+                    batch.append(queued.pop(0))
+                if queued:  # the rest waits for the next batch, behind the other kinds
+                    self._queue[key] = queued
+            version, params = key
+            with self._lock:
                 self.stats["chat_requests"] += len(batch)
                 self.stats["chat_batches"] += 1
                 try:
                     results = self._chat_rows(version, [(p.messages, p.n) for p in batch], params)
                     for p, gens in zip(batch, results, strict=True):
                         p.result = gens
-                except BaseException as e:
+                except BaseException as e:  # noqa: BLE001 - handed to each waiting caller
                     for p in batch:
                         p.error = e
                 finally:
                     for p in batch:
                         p.done.set()
-        pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result if k == n else pending.result * n
 
     def _chat_rows(self, version: str, rows: list[tuple[list[dict[str, Any]], int]], params: SamplingParams) -> list[list[Generation]]:
         """``n`` samples for each (conversation, n), as one batch; the caller holds the lock."""
