@@ -16,6 +16,7 @@ so one bad unit never takes its neighbours down.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import deque
@@ -24,6 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from llmloop.store.db import Database, utcnow
@@ -121,23 +123,57 @@ def _fetch(conn: sa.Connection, column: sa.Column, keys: set[str], *cols: sa.Col
     return rows
 
 
-def ingest(conn: sa.Connection, units: list[list[Op]]) -> list[list[OpResult] | UnitRejected]:
-    """Validate and insert ``units`` inside the caller's transaction; one result per unit."""
-    rids = {op.request_id for u in units for op in u if isinstance(op, (ThumbOp, EventOp))}
-    bids = {op.battle_id for u in units for op in u if isinstance(op, VoteOp)}
+def _sqlite_select(cur: Any, sql: str, keys: set[str], extra: list[str] | None = None) -> list[tuple]:
+    """``sql`` with one ``{}`` for an ``IN (?, …)`` of ``keys`` (chunked), run on the raw cursor."""
+    rows: list[tuple] = []
+    for chunk in _chunks(list(keys)):
+        rows += cur.execute(sql.format(",".join("?" * len(chunk))), chunk + (extra or [])).fetchall()
+    return rows
+
+
+def _lookups(conn: sa.Connection, cur: Any, rids: set[str], bids: set[str], voters: set[str]
+             ) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str, str]], set[tuple[str, str]]]:
+    """One query per referenced table for the whole group: answers, battles, and the (battle, user)
+    pairs that already voted (only the pairs this group could repeat)."""
+    if cur is not None:  # SQLite: the raw DB-API cursor, no statement compilation or Row objects
+        answers = {r[0]: (r[1], r[2]) for r in _sqlite_select(
+            cur, "SELECT request_id, version, user_id FROM completions WHERE request_id IN ({})", rids)}
+        fights = {r[0]: (r[1], r[2], r[3]) for r in _sqlite_select(
+            cur, "SELECT id, version_a, version_b, user_id FROM battles WHERE id IN ({})", bids)}
+        voted: set[tuple[str, str]] = set()
+        if fights:
+            for chunk in _chunks(list(voters)):
+                marks = ",".join("?" * len(chunk))
+                voted |= set(_sqlite_select(
+                    cur, "SELECT battle_id, user_id FROM votes WHERE battle_id IN ({}) AND user_id IN (%s)" % marks,
+                    set(fights), chunk))
+        return answers, fights, voted
     answers = {r.request_id: (r.version, r.user_id) for r in _fetch(
         conn, completions.c.request_id, rids, completions.c.request_id, completions.c.version, completions.c.user_id)}
     fights = {r.id: (r.version_a, r.version_b, r.user_id) for r in _fetch(
         conn, battles.c.id, bids, battles.c.id, battles.c.version_a, battles.c.version_b, battles.c.user_id)}
-    voters = {op.user_id for u in units for op in u if isinstance(op, VoteOp)}
     voted = set()
-    if bids:  # only the (battle, user) pairs this group could repeat, not every vote of a battle
+    if bids:
         for chunk in _chunks(sorted(voters)):
             voted |= {(r.battle_id, r.user_id) for r in _fetch(
                 conn, votes.c.battle_id, bids, votes.c.battle_id, votes.c.user_id, where=votes.c.user_id.in_(chunk))}
+    return answers, fights, voted
+
+
+def ingest(conn: sa.Connection, units: list[list[Op]]) -> list[list[OpResult] | UnitRejected]:
+    """Validate and insert ``units`` inside the caller's transaction; one result per unit.
+
+    SQLite runs on the connection's own DB-API cursor (prepared ``executemany`` with tuples, JSON
+    encoded by orjson) inside the same transaction SQLAlchemy commits; PostgreSQL on SQLAlchemy Core
+    (``INSERT … RETURNING`` in ordered multi-row batches)."""
+    cur = conn.connection.cursor() if conn.dialect.name == "sqlite" else None
+    rids = {op.request_id for u in units for op in u if isinstance(op, (ThumbOp, EventOp))}
+    bids = {op.battle_id for u in units for op in u if isinstance(op, VoteOp)}
+    voters = {op.user_id for u in units for op in u if isinstance(op, VoteOp)}
+    answers, fights, voted = _lookups(conn, cur, rids, bids, voters)
 
     now = utcnow()
-    rows: dict[str, list[dict[str, Any]]] = {"completions": [], "battles": [], "votes": [], "thumbs": [], "events": []}
+    rows: dict[str, list[tuple]] = {"completions": [], "battles": [], "votes": [], "thumbs": [], "events": []}
     slots: dict[str, list[tuple[int, int]]] = {"votes": [], "thumbs": [], "events": []}  # (unit, op) per row
     results: list[list[OpResult] | UnitRejected] = []
     for ui, unit in enumerate(units):
@@ -146,28 +182,23 @@ def ingest(conn: sa.Connection, units: list[list[Op]]) -> list[list[OpResult] | 
         staged_fights: dict[str, tuple[str, str, str]] = {}
         staged_votes: set[tuple[str, str]] = set()
         out: list[OpResult] = []
-        staged: list[tuple[str, dict[str, Any], int | None]] = []  # (table, row, op index for an id)
+        staged: list[tuple[str, tuple, int | None]] = []  # (table, row, op index for an id)
 
         def answer(rid: str) -> tuple[str, str] | None:
             return staged_answers.get(rid) or answers.get(rid)
 
         for oi, op in enumerate(unit):
             if isinstance(op, CompletionOp):
-                staged.append(("completions", dict(request_id=op.request_id, user_id=op.user_id, version=op.version,
-                                                     messages=op.messages, output=op.output, battle_id=op.battle_id,
-                                                     created_at=now), None))
+                staged.append(("completions", (op.request_id, op.user_id, op.version, op.messages, op.output,
+                                                 op.battle_id, now), None))
                 staged_answers[op.request_id] = (op.version, op.user_id)
                 out.append(OpResult(None, op.version))
             elif isinstance(op, BattleOp):
                 for rid, ver, text in op.answers:
-                    staged.append(("completions", dict(request_id=rid, user_id=op.user_id, version=ver,
-                                                         messages=op.messages, output=text, battle_id=op.battle_id,
-                                                         created_at=now), None))
+                    staged.append(("completions", (rid, op.user_id, ver, op.messages, text, op.battle_id, now), None))
                     staged_answers[rid] = (ver, op.user_id)
                 (ra, va, _), (rb, vb, _) = op.answers
-                staged.append(("battles", dict(id=op.battle_id, user_id=op.user_id, messages=op.messages,
-                                                 request_id_a=ra, request_id_b=rb, version_a=va, version_b=vb,
-                                                 created_at=now), None))
+                staged.append(("battles", (op.battle_id, op.user_id, op.messages, ra, rb, va, vb, now), None))
                 staged_fights[op.battle_id] = (va, vb, op.user_id)
                 out.append(OpResult(None, versions=(va, vb)))
             elif isinstance(op, VoteOp):
@@ -182,8 +213,7 @@ def ingest(conn: sa.Connection, units: list[list[Op]]) -> list[list[OpResult] | 
                     errors.append(OpError(oi, "duplicate", f"user {op.user_id!r} already voted on battle {op.battle_id!r}"))
                 else:
                     staged_votes.add((op.battle_id, op.user_id))
-                    staged.append(("votes", dict(battle_id=op.battle_id, user_id=op.user_id, choice=op.choice,
-                                                   created_at=now), oi))
+                    staged.append(("votes", (op.battle_id, op.user_id, op.choice, now), oi))
                     out.append(OpResult(None, versions=(fight[0], fight[1])))
             elif isinstance(op, (ThumbOp, EventOp)):
                 found = answer(op.request_id)
@@ -196,12 +226,10 @@ def ingest(conn: sa.Connection, units: list[list[Op]]) -> list[list[OpResult] | 
                 elif op.owner is not None and found[1] != op.owner:
                     errors.append(OpError(oi, "forbidden", f"answer {op.request_id!r} was not served to you"))
                 elif isinstance(op, ThumbOp):
-                    staged.append(("thumbs", dict(request_id=op.request_id, user_id=op.user_id, rating=op.rating,
-                                                    comment=op.comment, correction=op.correction, created_at=now), oi))
+                    staged.append(("thumbs", (op.request_id, op.user_id, op.rating, op.comment, op.correction, now), oi))
                     out.append(OpResult(None, found[0]))
                 else:
-                    staged.append(("events", dict(kind=op.kind, request_id=op.request_id, version=found[0],
-                                                    user_id=op.user_id, payload=op.payload, created_at=now), oi))
+                    staged.append(("events", (op.kind, op.request_id, found[0], op.user_id, op.payload, now), oi))
                     out.append(OpResult(None, found[0]))
             else:  # pragma: no cover - a programming error
                 raise TypeError(f"cannot ingest {op!r}")
@@ -218,35 +246,78 @@ def ingest(conn: sa.Connection, units: list[list[Op]]) -> list[list[OpResult] | 
                 slots[key].append((ui, oi))
         results.append(out)
 
-    if rows["completions"]:
-        conn.execute(completions.insert(), rows["completions"])
-    if rows["battles"]:
-        conn.execute(battles.insert(), rows["battles"])
-    for key, table in (("votes", votes), ("thumbs", thumbs), ("events", feedback_events)):
-        if not rows[key]:
-            continue
-        ids = _insert_returning_ids(conn, table, rows[key])
-        for (ui, oi), new_id in zip(slots[key], ids, strict=True):
+    if cur is not None:
+        _write_sqlite(conn, cur, rows, now)
+        ids = {key: _sqlite_new_ids(cur, _TABLES[key].name, len(rows[key])) for key in slots if rows[key]}
+    else:
+        for key in ("completions", "battles"):
+            if rows[key]:
+                conn.execute(_TABLES[key].insert(), [dict(zip(_COLUMNS[key], r)) for r in rows[key]])
+        ids = {key: _insert_returning_ids(conn, _TABLES[key], [dict(zip(_COLUMNS[key], r)) for r in rows[key]])
+               for key in slots if rows[key]}
+    for key, new_ids in ids.items():
+        for (ui, oi), new_id in zip(slots[key], new_ids, strict=True):
             unit = results[ui]
             assert isinstance(unit, list)
             unit[oi] = OpResult(int(new_id), unit[oi].version, unit[oi].versions)
     return results
 
 
-def _insert_returning_ids(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert ``rows``; their new ids in the same order.
+# column order of the staged row tuples, per table
+_TABLES = {"completions": completions, "battles": battles, "votes": votes, "thumbs": thumbs, "events": feedback_events}
+_COLUMNS = {
+    "completions": ("request_id", "user_id", "version", "messages", "output", "battle_id", "created_at"),
+    "battles": ("id", "user_id", "messages", "request_id_a", "request_id_b", "version_a", "version_b", "created_at"),
+    "votes": ("battle_id", "user_id", "choice", "created_at"),
+    "thumbs": ("request_id", "user_id", "rating", "comment", "correction", "created_at"),
+    "events": ("kind", "request_id", "version", "user_id", "payload", "created_at"),
+}
+_JSON = {key: tuple(i for i, c in enumerate(cols) if isinstance(_TABLES[key].c[c].type, sa.JSON))
+         for key, cols in _COLUMNS.items()}
+_INSERT_SQL = {key: f"INSERT INTO {_TABLES[key].name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+               for key, cols in _COLUMNS.items()}
 
-    PostgreSQL: ``INSERT … RETURNING`` with SQLAlchemy's ordered multi-row batches. SQLite cannot
-    promise RETURNING order in a batch, so SQLAlchemy would send one statement per row; instead one
-    ``executemany`` and then the newest ``len(rows)`` ids: SQLite has one writer at a time and this
-    transaction holds the write lock since its first insert, and a rowid primary key is assigned as
-    max + 1 per row in parameter order, so those ids are exactly ours, in order.
-    """
-    if conn.dialect.name != "sqlite":
-        return list(conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
-    conn.execute(table.insert(), rows)
-    newest = conn.execute(sa.select(table.c.id).order_by(table.c.id.desc()).limit(len(rows))).scalars().all()
-    return [int(i) for i in reversed(newest)]
+
+def _json(value: Any) -> str:
+    """What SQLAlchemy's JSON type would store (read back by ``json.loads`` alike), via orjson."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # what orjson refuses and json takes (an int past 64 bits, a non-str key)
+        return json.dumps(value)
+
+
+def _write_sqlite(conn: sa.Connection, cur: Any, rows: dict[str, list[tuple]], now: Any) -> None:
+    """One prepared ``executemany`` per table on the raw cursor; timestamps as SQLAlchemy stores them."""
+    stamp = completions.c.created_at.type.bind_processor(conn.dialect)
+    now_s = stamp(now) if stamp else now
+    for key in ("completions", "battles", "votes", "thumbs", "events"):
+        if not rows[key]:
+            continue
+        encoded: dict[int, str] = {}  # a battle's messages are shared by its rows: encode once
+        js = _JSON[key]
+
+        def params(r: tuple) -> tuple:
+            out = list(r)
+            out[-1] = now_s
+            for i in js:
+                out[i] = encoded.get(id(r[i])) or encoded.setdefault(id(r[i]), _json(r[i]))
+            return tuple(out)
+
+        cur.executemany(_INSERT_SQL[key], [params(r) for r in rows[key]])
+
+
+def _sqlite_new_ids(cur: Any, table: str, n: int) -> list[int]:
+    """The ids of the ``n`` rows just inserted by one ``executemany``: SQLite has one writer at a time
+    and this transaction holds the write lock since its first insert, and a rowid primary key (no
+    AUTOINCREMENT) is assigned max + 1 per row in parameter order, so they are the newest ``n``."""
+    (last,) = cur.execute(f"SELECT max(id) FROM {table}").fetchone()
+    return list(range(last - n + 1, last + 1))
+
+
+def _insert_returning_ids(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
+    """PostgreSQL: insert ``rows`` with ``INSERT … RETURNING`` in SQLAlchemy's ordered multi-row
+    batches; their new ids in the same order."""
+    return list(conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
 
 
 def ingest_now(db: Database, units: list[list[Op]]) -> list[list[OpResult] | UnitRejected]:
