@@ -66,3 +66,30 @@ def test_writer_groups_concurrent_units_and_acks_after_commit(db) -> None:
     with pytest.raises(RuntimeError, match="closed"):
         writer.submit([VoteOp("b", "late", "a")])
     assert committed.is_set()
+
+
+def test_rows_read_back_as_sqlalchemy_writes_them(db) -> None:
+    """The SQLite path writes through the raw DB-API cursor: its timestamps and JSON must be stored
+    exactly as SQLAlchemy's own types store them (same text format, so ``ORDER BY created_at`` and
+    reads mixing both writers agree), and read back equal."""
+    import sqlalchemy as sa
+
+    from llmloop.store.db import utcnow
+    from llmloop.store.tables import completions, feedback_events
+
+    messages = [{"role": "user", "content": "héllo ✓", "n": 2**70}]  # non-ASCII, an int orjson refuses
+    (done,) = ingest_now(db, [[CompletionOp("r9", "alice", "v1.0", messages, "out"),
+                               EventOp("edit", "r9", "alice", {"text": "é", "nested": [1, None]})]])
+    with db.begin() as conn:
+        conn.execute(completions.insert(), [dict(request_id="core", user_id="bob", version="v1.0", messages=messages,
+                                                 output="x", battle_id=None, created_at=utcnow())])
+        row = conn.execute(sa.select(completions).where(completions.c.request_id == "r9")).one()
+        event = conn.execute(sa.select(feedback_events).where(feedback_events.c.id == done[1].id)).one()
+        raw = conn.execute(sa.text("SELECT request_id, CAST(created_at AS TEXT), typeof(messages) FROM completions"
+                                   " ORDER BY created_at")).all() if db.engine.dialect.name == "sqlite" else []
+    assert row.messages == messages and row.created_at is not None
+    assert event.payload == {"text": "é", "nested": [1, None]} and event.version == "v1.0"
+    if raw:  # SQLite: same text shapes as SQLAlchemy's own insert, JSON stored as text
+        (ours, ours_at, ours_type), (core, core_at, core_type) = raw
+        assert (ours, core) == ("r9", "core") and ours_type == core_type == "text"
+        assert len(ours_at) == len(core_at) and ours_at[10] == core_at[10] == " "

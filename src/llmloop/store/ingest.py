@@ -288,7 +288,7 @@ def _json(value: Any) -> str:
 
 def _write_sqlite(conn: sa.Connection, cur: Any, rows: dict[str, list[tuple]], now: Any) -> None:
     """One prepared ``executemany`` per table on the raw cursor; timestamps as SQLAlchemy stores them."""
-    stamp = completions.c.created_at.type.bind_processor(conn.dialect)
+    stamp = completions.c.created_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     now_s = stamp(now) if stamp else now
     for key in ("completions", "battles", "votes", "thumbs", "events"):
         if not rows[key]:
