@@ -93,3 +93,32 @@ def test_rows_read_back_as_sqlalchemy_writes_them(db) -> None:
         (ours, ours_at, ours_type), (core, core_at, core_type) = raw
         assert (ours, core) == ("r9", "core") and ours_type == core_type == "text"
         assert len(ours_at) == len(core_at) and ours_at[10] == core_at[10] == " "
+
+
+def test_submit_async_acks_after_commit_one_wakeup_per_group(db) -> None:
+    """``submit_async`` resolves asyncio futures on their own loop, one hop per commit for all of it."""
+    import asyncio
+
+    feedback.record_battle(db, battle_id="b", user_id="u", messages=MSG, answers=[("a1", "v1.0", "x"), ("b1", "v1.1", "y")])
+    writer = GroupCommitWriter(db)
+    hops = []
+
+    async def main() -> tuple[list, BaseException]:
+        loop = asyncio.get_running_loop()
+        real = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *a, **k: (hops.append(1), real(*a, **k))[1]  # count the writer's hops
+        results = await asyncio.gather(*(writer.submit_async([VoteOp("b", f"user-{i}", "a")]) for i in range(300)))
+        try:
+            await writer.submit_async([VoteOp("b", "user-0", "tie")])
+        except UnitRejected as e:
+            return results, e
+        raise AssertionError("a repeated vote was acknowledged")
+
+    try:
+        results, rejected = asyncio.run(main())
+    finally:
+        writer.close()
+    ids = [r[0].id for r in results]
+    assert "already voted" in str(rejected) and len(set(ids)) == 300
+    assert {v.user_id: v.vote_id for v in feedback.voted_battles(db)} == {f"user-{i}": ids[i] for i in range(300)}
+    assert len(hops) == writer.stats["commits"] < 300  # one wake-up per commit, not per unit

@@ -16,6 +16,7 @@ so one bad unit never takes its neighbours down.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -330,7 +331,8 @@ def ingest_now(db: Database, units: list[list[Op]]) -> list[list[OpResult] | Uni
 @dataclass
 class _Pending:
     ops: list[Op]
-    future: Future = field(default_factory=Future)
+    future: Future | asyncio.Future = field(default_factory=Future)
+    loop: asyncio.AbstractEventLoop | None = None  # set for ``submit_async``: resolve on this loop
 
 
 class GroupCommitWriter:
@@ -350,11 +352,24 @@ class GroupCommitWriter:
         """A future resolved (after commit) to the unit's ``OpResult`` list, or failed with
         ``UnitRejected`` / the database error."""
         pending = _Pending(list(ops))
+        self._enqueue(pending)
+        return pending.future
+
+    def _enqueue(self, pending: _Pending) -> None:
         with self._cv:
             if self._closed:
                 raise RuntimeError("the feedback writer is closed")
             self._queue.append(pending)
             self._cv.notify()
+
+    def submit_async(self, ops: Iterable[Op]) -> asyncio.Future:
+        """``submit`` for a coroutine on the running event loop: an asyncio future, resolved (after
+        commit) together with every other unit of that loop in the same group — one
+        ``call_soon_threadsafe`` wake-up per commit instead of one per unit (``asyncio.wrap_future``),
+        which at 10,000 events/s is most of the event loop's share of the acknowledgement cost."""
+        loop = asyncio.get_running_loop()
+        pending = _Pending(list(ops), loop.create_future(), loop)
+        self._enqueue(pending)
         return pending.future
 
     def write(self, ops: Iterable[Op], timeout: float | None = 60) -> list[OpResult]:
@@ -394,29 +409,47 @@ class GroupCommitWriter:
             results = ingest(conn, [item.ops for item in group])
         self.stats["commits"] += 1
         self.stats["units"] += len(group)
-        for item, result in zip(group, results, strict=True):
-            _resolve(item.future, result)
+        _resolve_all(list(zip(group, results, strict=True)))
 
     def _commit_alone(self, item: _Pending) -> None:
         try:
             with self.db.begin() as conn:
                 (result,) = ingest(conn, [item.ops])
         except sa.exc.IntegrityError as e:  # a race with another process (same vote twice)
-            _resolve(item.future, UnitRejected([OpError(0, "duplicate", f"conflicts with a stored row: {e.orig}")]))
+            _resolve_all([(item, UnitRejected([OpError(0, "duplicate", f"conflicts with a stored row: {e.orig}")]))])
         except BaseException as e:  # noqa: BLE001
             log.exception("feedback write failed")
-            if not item.future.done():
-                item.future.set_exception(e)
+            _resolve_all([(item, e)])
         else:
             self.stats["commits"] += 1
             self.stats["units"] += 1
+            _resolve_all([(item, result)])
+
+
+def _resolve_all(done: list[tuple[_Pending, list[OpResult] | BaseException]]) -> None:
+    """Resolve each unit's future: thread futures here, asyncio futures with one hop per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
+    for item, result in done:
+        if item.loop is None:
             _resolve(item.future, result)
+        else:
+            by_loop.setdefault(item.loop, []).append((item.future, result))
+    for loop, batch in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve_batch, batch)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
 
-def _resolve(future: Future, result: list[OpResult] | UnitRejected) -> None:
-    if future.done():
+def _resolve_batch(batch: list[tuple[Any, Any]]) -> None:
+    for future, result in batch:
+        _resolve(future, result)
+
+
+def _resolve(future: Future | asyncio.Future, result: list[OpResult] | BaseException) -> None:
+    if future.done():  # a cancelled waiter (the write itself stands)
         return
-    if isinstance(result, UnitRejected):
+    if isinstance(result, BaseException):
         future.set_exception(result)
     else:
         future.set_result(result)
