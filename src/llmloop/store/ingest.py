@@ -12,6 +12,10 @@ fails the unit (with every error and its index) and nothing of it is stored, whi
 of the same group commit normally. Only a database error (or a race with another process, as a
 unique-key violation) fails a whole group; the writer then retries each unit in its own transaction,
 so one bad unit never takes its neighbours down.
+
+On SQLite the writer uses the connection's own DB-API cursor (prepared ``executemany``, orjson for
+JSON columns) in the transaction SQLAlchemy commits; coroutines await ``submit_async``, whose futures
+are resolved with one event-loop wake-up per commit (``asyncio.wrap_future`` costs one per unit).
 """
 
 from __future__ import annotations
