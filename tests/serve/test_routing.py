@@ -154,6 +154,37 @@ def test_batches_hold_at_most_max_batch_rows(tiny_model_dir):
     assert max(sizes) <= 4 and len(sizes) >= 6, sizes
 
 
+def test_counting_tokens_while_a_batch_is_encoded_is_safe(tiny_model_dir):
+    """Request threads count prompt tokens (unpadded) while the batcher encodes padded batches with
+    the same fast tokenizer; its padding state must not leak between them."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llmloop.serve.engine import SamplingParams
+
+    engine = _engine_with_version(tiny_model_dir)
+    stop = threading.Event()
+    counted = []
+
+    def count() -> None:
+        while not stop.is_set():
+            counted.append(engine.count_tokens("v", [{"role": "user", "content": "hi " * (len(counted) % 7)}]))
+
+    counters = [threading.Thread(target=count) for _ in range(2)]
+    for t in counters:
+        t.start()
+    try:
+        params = SamplingParams(max_tokens=2, temperature=1.0)
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: engine.chat("v", [{"role": "user", "content": "word " * (i % 9)}], params),
+                                    range(64)))
+    finally:
+        stop.set()
+        for t in counters:
+            t.join()
+    assert len(answers) == 64 and len(counted) > 0
+
+
 def test_split_from_the_store_wins_and_moves_users_at_once(versions, engine, serve_app, llmloop_home) -> None:
     """The split the rollout/admin writes (store.traffic) overrides --split, on the next request."""
     from typer.testing import CliRunner

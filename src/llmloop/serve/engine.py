@@ -121,6 +121,10 @@ class EmbeddedEngine:
         self._merged: dict[str, _Base] = {}  # version name -> its own base with the adapter merged in
         self._versions: dict[str, ModelVersion] = {}
         self._lock = threading.RLock()
+        # A fast tokenizer's padding/truncation settings are state of the shared Rust object: a call
+        # without padding (count_tokens, on a request thread) while the batcher encodes a padded batch
+        # makes the latter fail ("Unable to create tensor … padding=True"). Every encode holds this.
+        self._tokenizer_lock = threading.Lock()
         self._queue_ready = threading.Condition()
         self._queue: dict[tuple[str, SamplingParams], list[_Pending]] = {}
         self._batcher: threading.Thread | None = None
@@ -194,7 +198,8 @@ class EmbeddedEngine:
         """Tokens of the chat prompt ``messages`` would become (template included)."""
         tok = self._bases[self.version(version).base_model].tokenizer
         text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return len(tok(text, add_special_tokens=False)["input_ids"])
+        with self._tokenizer_lock:
+            return len(tok(text, add_special_tokens=False)["input_ids"])
 
     def version(self, name: str) -> ModelVersion:
         try:
@@ -219,7 +224,8 @@ class EmbeddedEngine:
 
     def _encode_chat(self, tok, conversations: list[list[dict[str, Any]]]):  # noqa: ANN001
         texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-        return tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with self._tokenizer_lock:
+            return tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
     def _generate(self, base: _Base, enc, params: SamplingParams, n: int = 1, streamer=None):  # noqa: ANN001
         import torch
@@ -393,7 +399,8 @@ class EmbeddedEngine:
         """Plain text continuation (completion models)."""
         with self._lock:
             base, ctx = self._select(version)
-            enc = base.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+            with self._tokenizer_lock:
+                enc = base.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
             with ctx:
                 out = self._generate(base, enc, params)
             plen = enc["input_ids"].shape[1]
