@@ -89,7 +89,7 @@ class FeedbackService:
 
     async def _write(self, ops: list[Op], params: list[str]) -> list[OpResult]:
         try:
-            return await asyncio.wrap_future(self.writer.submit(ops))
+            return await self.writer.submit_async(ops)  # one event-loop wake-up per commit, not per unit
         except UnitRejected as e:
             first = e.errors[0]
             single = len(ops) == 1
