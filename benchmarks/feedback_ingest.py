@@ -88,7 +88,10 @@ def _run(label: str, submit, events: int, producers: int) -> dict:  # noqa: ANN0
         await asyncio.gather(*(producer() for _ in range(producers)))
         return time.perf_counter() - started
 
-    seconds = asyncio.run(main())
+    return _summary(label, asyncio.run(main()), latencies, acked)
+
+
+def _summary(label: str, seconds: float, latencies: list[float], acked: list) -> dict:
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
     return {"label": label, "events": len(latencies), "per_s": len(latencies) / seconds,
@@ -117,11 +120,7 @@ def _run_at_rate(label: str, submit, events: int, rate: float) -> dict:  # noqa:
         await asyncio.gather(*tasks)
         return time.perf_counter() - start
 
-    seconds = asyncio.run(main())
-    latencies.sort()
-    q = statistics.quantiles(latencies, n=100)
-    return {"label": label, "events": len(latencies), "per_s": len(latencies) / seconds,
-            "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "acked": acked}
+    return _summary(label, asyncio.run(main()), latencies, acked)
 
 
 def bench(url: str | None, events: int, producers: int, baseline_events: int, rate: float = 0) -> None:
