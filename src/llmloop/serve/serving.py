@@ -210,10 +210,11 @@ class OpenAIServingChat:
         gens = await achat(labels[0], messages, params, n=n)
         self.metrics.observe_generation(*labels, gens[0].prompt_tokens, sum(g.completion_tokens for g in gens),
                                         time.perf_counter() - started)
-        future = record_answers(self.writer, self.limits.record_answers, self._answer_ops(
-            labels[0], messages, [g.text for g in gens], request_id, ctx))
-        if future is not None:  # shielded: a client that leaves now does not cancel the record
-            await asyncio.shield(asyncio.wrap_future(future))
+        ops = self._answer_ops(labels[0], messages, [g.text for g in gens], request_id, ctx)
+        if self.limits.record_answers == "sync":  # shielded: a client that leaves now does not cancel the record
+            await asyncio.shield(self.writer.submit_async(ops))  # one loop wake-up per commit, not per answer
+        else:
+            record_answers(self.writer, "async", ops)
         if session_id:
             await self.lanes.store(self.sessions.append, session_id, ctx.user_id, labels[0], messages, gens[0].text)
         return gens
