@@ -136,7 +136,7 @@ def run_demo(db: Database, config: DemoConfig | None = None, on_event: StepCallb
         report.facts["loop_step_seconds"] = {k: round(v, 2) for k, v in outcome.timings.items()}
 
         with step("check", "Ask the gateway's production model again"):
-            served = _ask(gateway.url, "Where is my desk lamp order?")
+            served = _ask_production(db, gateway.url, "Where is my desk lamp order?")
             say("info", f"production now answers as {served['model']}: {served['content'][:90]!r}")
 
         later: list[dict[str, Any]] = []
@@ -146,7 +146,7 @@ def run_demo(db: Database, config: DemoConfig | None = None, on_event: StepCallb
             with step("loop2", "Round 2: DPO → non-inferiority gate → canary 50% → 100% → promote"):
                 later.append(_canary_round(db, _round2_policy(policy, cfg, gateway.url), gateway.url, cfg, say))
             with step("check2", "Ask the gateway's production model again"):
-                served2 = _ask(gateway.url, "Where is my desk lamp order?")
+                served2 = _ask_production(db, gateway.url, "Where is my desk lamp order?")
                 later[-1]["served_after_round"] = served2["model"]
                 say("info", f"production now answers as {served2['model']}")
         if cfg.drill_battles:
@@ -160,7 +160,7 @@ def run_demo(db: Database, config: DemoConfig | None = None, on_event: StepCallb
                                                                        "num_train_epochs": 4}})})
                 # like round 2, shoppers start chatting if it ever reaches a canary (it should not)
                 later.append({**_canary_round(db, drill, gateway.url, cfg, say), "drill": "flipped preferences"})
-                later[-1]["served_after_round"] = _ask(gateway.url, "Where is my desk lamp order?")["model"]
+                later[-1]["served_after_round"] = _ask_production(db, gateway.url, "Where is my desk lamp order?")["model"]
     finally:
         gateway.stop()
 
@@ -313,6 +313,20 @@ def _simulate_users(url: str, cfg: DemoConfig, say: StepCallback, battles: int |
         for f in [pool.submit(one, i, client) for i in range(len(prompts))]:
             f.result()
     return counts
+
+
+def _ask_production(db: Database, url: str, prompt: str, within: float = 5.0) -> dict[str, str]:
+    """Ask the running gateway's ``production`` after a round. The loop changed the alias in the
+    store; the gateway re-reads it within its ``registry_cache_seconds`` (1 s by default), so ask
+    until it answers as the registry's production or ``within`` seconds have passed, and return
+    the last answer either way (the report records what was really served)."""
+    expected = registry.get(db, "production").name
+    deadline = time.monotonic() + within
+    while True:
+        served = _ask(url, prompt)
+        if served["model"] == expected or time.monotonic() > deadline:
+            return served
+        time.sleep(0.25)
 
 
 def _ask(url: str, prompt: str) -> dict[str, str]:
