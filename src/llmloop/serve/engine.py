@@ -5,8 +5,9 @@ feedback. ``EmbeddedEngine`` runs transformers + peft in this process: each base
 once and every version's LoRA adapter is attached to it by name, so switching versions per request
 costs nothing but ``set_adapter``. On a CPU with a small base (``merge_adapters="auto"``) each adapter
 version is instead served from its own copy of the base with the adapter merged in: one more copy of
-a small model per version buys generation without the LoRA layers' extra matmuls (~25% faster there). Generation is serialised by a lock (the active adapter is model
-state); requests for the same version and sampling settings can be generated as one batch.
+a small model per version buys generation without the LoRA layers' extra matmuls (~25% faster there).
+Generation is serialised by a lock (the active adapter is model state); requests for the same
+version and sampling settings are generated as one batch by a batching thread.
 """
 
 from __future__ import annotations
@@ -121,10 +122,7 @@ class EmbeddedEngine:
         self._merged: dict[str, _Base] = {}  # version name -> its own base with the adapter merged in
         self._versions: dict[str, ModelVersion] = {}
         self._lock = threading.RLock()
-        # A fast tokenizer's padding/truncation settings are state of the shared Rust object: a call
-        # without padding (count_tokens, on a request thread) while the batcher encodes a padded batch
-        # makes the latter fail ("Unable to create tensor … padding=True"). Every encode holds this.
-        self._tokenizer_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()  # see _tokenize
         self._queue_ready = threading.Condition()
         self._queue: dict[tuple[str, SamplingParams], list[_Pending]] = {}
         self._batcher: threading.Thread | None = None
@@ -198,8 +196,7 @@ class EmbeddedEngine:
         """Tokens of the chat prompt ``messages`` would become (template included)."""
         tok = self._bases[self.version(version).base_model].tokenizer
         text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        with self._tokenizer_lock:
-            return len(tok(text, add_special_tokens=False)["input_ids"])
+        return len(self._tokenize(tok, text)["input_ids"])
 
     def version(self, name: str) -> ModelVersion:
         try:
@@ -224,8 +221,14 @@ class EmbeddedEngine:
 
     def _encode_chat(self, tok, conversations: list[list[dict[str, Any]]]):  # noqa: ANN001
         texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+        return self._tokenize(tok, texts, return_tensors="pt", padding=True)
+
+    def _tokenize(self, tok, text, **kwargs):  # noqa: ANN001, ANN202
+        """Every encode goes through here, under ``_tokenizer_lock``: a fast tokenizer keeps its
+        padding settings on the shared Rust object, so an unpadded encode on a request thread while
+        the batcher encodes a padded batch made the latter fail ("Unable to create tensor …")."""
         with self._tokenizer_lock:
-            return tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            return tok(text, add_special_tokens=False, **kwargs)
 
     def _generate(self, base: _Base, enc, params: SamplingParams, n: int = 1, streamer=None):  # noqa: ANN001
         import torch
@@ -399,8 +402,7 @@ class EmbeddedEngine:
         """Plain text continuation (completion models)."""
         with self._lock:
             base, ctx = self._select(version)
-            with self._tokenizer_lock:
-                enc = base.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+            enc = self._tokenize(base.tokenizer, [prompt], return_tensors="pt")
             with ctx:
                 out = self._generate(base, enc, params)
             plen = enc["input_ids"].shape[1]
