@@ -32,16 +32,14 @@ from llmloop.serve.logs import request_id_var
 from llmloop.serve.metrics import ServeMetrics
 from llmloop.serve.routes import REQUEST_ID_HEADER, VERSION_HEADER, add_routes, error_response
 from llmloop.serve.routing import RoutingConfig
+from llmloop.serve.pool import Attribution, ModelPool, attribution_var
 from llmloop.serve.serving import (
-    Attribution,
     HealthService,
     Limits,
-    ModelPool,
     OpenAIServingChat,
     OpenAIServingCompletion,
     OpenAIServingModels,
     ThreadLanes,
-    attribution_var,
 )
 from llmloop.serve.sessions import SessionService
 from llmloop.store.db import Database

@@ -31,15 +31,7 @@ from llmloop.serve import protocol as p
 from llmloop.serve.engine import Engine, Generation, SamplingParams, StreamResult, count_tokens
 from llmloop.serve.errors import ServingError
 from llmloop.serve.metrics import ServeMetrics
-from llmloop.serve.pool import (  # noqa: F401 - re-exported: the serving layer's names, as before
-    CANDIDATE,
-    PRODUCTION,
-    Attribution,
-    ModelPool,
-    _Stale,
-    attribute,
-    attribution_var,
-)
+from llmloop.serve.pool import CANDIDATE, PRODUCTION, ModelPool  # noqa: F401 - re-exported for capture/admin
 from llmloop.store import registry
 from llmloop.store.db import Database
 from llmloop.store.ingest import CompletionOp, GroupCommitWriter
