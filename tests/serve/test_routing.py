@@ -224,7 +224,7 @@ def test_split_from_the_store_wins_and_moves_users_at_once(versions, engine, ser
 
 def test_promotion_is_loaded_before_its_first_request_and_idle_versions_unload(versions, tiny_model_dir) -> None:
     from llmloop.serve.engine import EmbeddedEngine
-    from llmloop.serve.serving import ModelPool
+    from llmloop.serve.pool import ModelPool
 
     engine = EmbeddedEngine(device="cpu")
     pool = ModelPool(versions, engine, RoutingConfig(), unload_idle_seconds=0.0)
@@ -242,7 +242,7 @@ def test_model_pool_cache_answers_on_the_loop_and_follows_invalidation(db) -> No
     """Cached answers resolve without the store (``inline``); a store change is seen after the cache
     time or at once after ``invalidate``; a name found missing never hides a just-registered version."""
     from llmloop.serve.echo import EchoEngine
-    from llmloop.serve.serving import ModelPool, _Stale
+    from llmloop.serve.pool import ModelPool, _Stale
 
     registry.register(db, name="v1.0", kind="chat", base_model="echo")
     registry.register(db, name="v1.1", kind="chat", base_model="echo", parent="v1.0")
