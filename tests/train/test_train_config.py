@@ -112,3 +112,27 @@ def test_several_gpus_launch_through_accelerate(tmp_path: Path):
     cmd = job_command(job, 4, str(CONFIG_DIR / "accelerate" / "zero2.yaml"))
     assert cmd[1:6] == ["-m", "accelerate.commands.launch", "--num_processes", "4", "--config_file"]
     assert cmd[-4:] == ["-m", "llmloop.train.worker", "run", "sft-x"]
+    # One GPU with an accelerate config (ZeRO-3 offload on a single GPU) also goes through accelerate.
+    one = job_command(job, 1, str(CONFIG_DIR / "accelerate" / "zero3.yaml"))
+    assert one[1:5] == ["-m", "accelerate.commands.launch", "--num_processes", "1"]
+    assert one[5:7] == ["--config_file", str(CONFIG_DIR / "accelerate" / "zero3.yaml")]
+
+
+def test_lora_input_cast_is_planned_per_machine_and_applied_to_every_lora_layer(tiny_model_dir):
+    """PEFT's fp32 cast of LoRA inputs: on unless a config turns it off (the GPU test measures what
+    turning it off does to the gradients), and applied to every LoRA layer either way."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from llmloop.train.common import StartingModel, load_policy
+    from llmloop.train.config import SFTConfig, SpeedSettings
+    from llmloop.train.speed import plan
+
+    assert plan(SpeedSettings(), "sft", cuda=False).lora_input_cast is True
+    assert plan(SpeedSettings(), "sft", cuda=True).lora_input_cast is True
+    assert plan(SpeedSettings(lora_input_cast=False), "dpo", cuda=True).lora_input_cast is False
+    start = StartingModel(str(tiny_model_dir), str(tiny_model_dir))
+    for cast in (True, False):
+        config = SFTConfig(model=str(tiny_model_dir), dataset="x", speed={"lora_input_cast": cast})
+        model = load_policy(start, config, plan(config.speed, "sft", cuda=False))
+        layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+        assert layers and {m.cast_input_dtype_enabled for m in layers} == {cast}

@@ -117,7 +117,10 @@ def load_policy(start: StartingModel, config: StageConfig, speed: SpeedPlan | No
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
     if start.adapter_path and config.finetuning in ("lora", "qlora") and config.adapter_start == "continue":
         log.info("continuing adapter %s (its own LoRA shape is kept; lora.* settings are ignored)", start.adapter_path)
-        return PeftModel.from_pretrained(model, start.adapter_path, is_trainable=True)
+        continued = PeftModel.from_pretrained(model, start.adapter_path, is_trainable=True)
+        if speed:
+            speed.apply_to_adapter(continued)
+        return continued
     if start.adapter_path and config.finetuning == "qlora":
         raise TrainingInputError(
             "adapter_start=merge cannot merge an adapter into a quantised (qlora) model; use finetuning=lora, "
@@ -145,6 +148,8 @@ def load_policy(start: StartingModel, config: StageConfig, speed: SpeedPlan | No
             ),
         )
         peft_model.llmloop_merged_base = merged  # train_and_save keeps the merged base with the job
+        if speed:
+            speed.apply_to_adapter(peft_model)
         return peft_model
     log.info("full fine-tuning of %s", start.base_model)
     return model

@@ -49,11 +49,32 @@ class SpeedPlan:
     liger_kernel: bool
     auto_find_batch_size: bool
     group_by_length: bool = False
+    lora_input_cast: bool = True
+
+    def apply_to_adapter(self, model) -> None:  # noqa: ANN001
+        """Turn off PEFT's fp32 cast of LoRA inputs when the plan says so (``speed.lora_input_cast``).
+
+        Under autocast the LoRA matmul casts the input back to bf16, so the cast costs two
+        activation-sized copies per LoRA layer and pass (22-24% of a LoRA step's GPU time, H100
+        profile) and leaves the forward pass bit for bit the same; but on an H200 the adapter
+        gradients without it were measured further from an fp32 run (docs/benchmarks.md, session 4),
+        so it stays on unless a config turns it off.
+        """
+        if self.lora_input_cast:
+            return
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for module in model.modules():
+            if isinstance(module, BaseTunerLayer):
+                module.cast_input_dtype_enabled = False
 
     def model_kwargs(self) -> dict[str, Any]:
         if self.attention == VARLEN:
             register_varlen_attention()
-        return {"attn_implementation": self.attention}
+        # transformers >= 5.2x turns on Hub kernels (the `kernels` package) by default on a GPU; they are
+        # fetched from the Hub when the model loads, which offline machines cannot do. The plan chooses
+        # the kernels itself (varlen attention, Liger), so the runs are the same on and offline.
+        return {"attn_implementation": self.attention, "use_kernels": False}
 
 
 def add_length_column(trainer, columns: tuple[str, ...]) -> None:  # noqa: ANN001
@@ -157,12 +178,16 @@ def plan(settings: SpeedSettings, stage: str, cuda: bool | None = None) -> Speed
                         "order (TRL requires the sequential sampler); set it to false")
     if grouped is None:  # padding-free batches have no padding to save
         grouped = cuda and stage in PADDED_STAGES and not padding_free
+    cast = settings.lora_input_cast
+    if cast is None:  # PEFT's default: off is faster but measured less precise (docs/benchmarks.md)
+        cast = True
     if problems:
         from llmloop.train.common import TrainingInputError
 
         raise TrainingInputError("; ".join(problems))
     return SpeedPlan(attention=attention, padding_free=bool(padding_free), liger_kernel=bool(liger),
-                     auto_find_batch_size=bool(auto_bs), group_by_length=bool(grouped))
+                     auto_find_batch_size=bool(auto_bs), group_by_length=bool(grouped),
+                     lora_input_cast=bool(cast))
 
 
 _registered = False

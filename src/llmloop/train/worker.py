@@ -61,9 +61,10 @@ def submit(db: Database, stage: str, config: StageConfig, *, backend: str = "trl
 
 
 def job_command(job: Job, gpus: int, accelerate_config: str | None = None) -> list[str]:
-    """The command line of a job's process: python, or ``accelerate launch`` for several GPUs."""
+    """The command line of a job's process: python, or ``accelerate launch`` for several GPUs or an
+    accelerate config (DeepSpeed ZeRO-3 with offload is how one GPU trains a model larger than it holds)."""
     inner = ["-m", "llmloop.train.worker", "run", job.id]
-    if gpus <= 1:
+    if gpus <= 1 and not accelerate_config:
         return [sys.executable, *inner]
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus)]
     if accelerate_config:
