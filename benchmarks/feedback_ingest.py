@@ -123,16 +123,13 @@ def _run_at_rate(label: str, submit, events: int, rate: float) -> dict:  # noqa:
     return _summary(label, asyncio.run(main()), latencies, acked)
 
 
-def bench(url: str | None, events: int, producers: int, baseline_events: int, rate: float = 0,
-          checkpoint_every_s: float | None = 0.5) -> None:
+def bench(url: str | None, events: int, producers: int, baseline_events: int, rate: float = 0) -> None:
     from llmloop.store import feedback
     from llmloop.store.ingest import GroupCommitWriter, ThumbOp, VoteOp
 
     with tempfile.TemporaryDirectory() as tmp:
         db = _db(url, Path(tmp))
-        backend = "PostgreSQL" if url else "SQLite (WAL, synchronous=FULL, " + (
-            f"WAL checkpoints on their own thread every {checkpoint_every_s} s)" if checkpoint_every_s
-            else "SQLite's automatic WAL checkpoints inside commits)")
+        backend = "PostgreSQL" if url else "SQLite (WAL, synchronous=FULL)"
         rids, battle = _seed(db, 1000)
         gc.collect()
         gc.freeze()  # as `llmloop serve` does once started (serve/run.py): no full collections of the startup heap
@@ -147,7 +144,7 @@ def bench(url: str | None, events: int, producers: int, baseline_events: int, ra
         async def per_event(i: int) -> tuple[str, int]:
             return await asyncio.get_running_loop().run_in_executor(store_lane, per_event_blocking, i)
 
-        writer = GroupCommitWriter(db, checkpoint_every_s=checkpoint_every_s)
+        writer = GroupCommitWriter(db)
 
         def op(i: int, tag: str) -> tuple[str, list]:
             if i % 2:
@@ -211,14 +208,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=10_000,
                     help="also offer events at this rate (open loop) and report latency there; 0: skip")
     ap.add_argument("--postgres", default=None, help="also run on PostgreSQL at this server URL")
-    ap.add_argument("--checkpoint-every", type=float, default=0.5,
-                    help="SQLite: the writer's WAL checkpoint interval (s); 0 = SQLite's automatic checkpoints")
-    ap.add_argument("--compare-checkpoints", action="store_true",
-                    help="SQLite: run once with SQLite's automatic checkpoints, then with --checkpoint-every")
     args = ap.parse_args()
-    if args.compare_checkpoints:
-        bench(None, args.events, args.producers, args.baseline_events, args.rate, None)
-    bench(None, args.events, args.producers, args.baseline_events, args.rate, args.checkpoint_every or None)
+    bench(None, args.events, args.producers, args.baseline_events, args.rate)
     if args.postgres:
         bench(args.postgres, args.events, args.producers, args.baseline_events, args.rate)
 

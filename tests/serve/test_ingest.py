@@ -122,29 +122,3 @@ def test_submit_async_acks_after_commit_one_wakeup_per_group(db) -> None:
     assert "already voted" in str(rejected) and len(set(ids)) == 300
     assert {v.user_id: v.vote_id for v in feedback.voted_battles(db)} == {f"user-{i}": ids[i] for i in range(300)}
     assert len(hops) == writer.stats["commits"] < 300  # one wake-up per commit, not per unit
-
-
-def test_sqlite_writer_checkpoints_the_wal_on_its_own_thread(db) -> None:
-    """On SQLite the writer's commits never run a WAL checkpoint (its connection has automatic
-    checkpoints off); a thread of its own copies the WAL into the database between commits."""
-    import time
-
-    if db.engine.dialect.name != "sqlite":
-        pytest.skip("WAL checkpoints are SQLite's")
-    feedback.record_battle(db, battle_id="b", user_id="u", messages=MSG, answers=[("a1", "v1.0", "x"), ("b1", "v1.1", "y")])
-    writer = GroupCommitWriter(db, checkpoint_every_s=0.05)
-    try:
-        with writer._engine.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
-        for i in range(200):
-            writer.write([VoteOp("b", f"user-{i}", "a")])
-        deadline = time.monotonic() + 10
-        while writer.stats["checkpoints"] < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert writer.stats["checkpoints"] >= 2
-    finally:
-        writer.close()
-    assert len(feedback.voted_battles(db)) == 200
-    plain = GroupCommitWriter(db, checkpoint_every_s=None)  # SQLite's own checkpoints, on the shared engine
-    plain.close()
-    assert plain._engine is db.engine and plain.stats["checkpoints"] == 0

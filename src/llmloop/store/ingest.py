@@ -340,34 +340,15 @@ class _Pending:
 
 
 class GroupCommitWriter:
-    """One thread that commits whatever is queued as one transaction (group commit).
+    """One thread that commits whatever is queued as one transaction (group commit)."""
 
-    On SQLite the writer commits on a connection of its own with automatic WAL checkpoints off, and a
-    second thread checkpoints (``PRAGMA wal_checkpoint(PASSIVE)``) every ``checkpoint_every_s``
-    seconds. SQLite otherwise runs the checkpoint inside whichever commit crosses 1,000 WAL pages:
-    that commit copies the pages into the database file and fsyncs it, and every event queued behind
-    it waits (the p99 of an open-loop 10,000 events/s load). A passive checkpoint runs beside the
-    writer's commits and never blocks them; ``checkpoint_every_s=None`` keeps SQLite's own behaviour.
-    """
-
-    def __init__(self, db: Database, *, max_events: int = 4096, checkpoint_every_s: float | None = 0.5) -> None:
+    def __init__(self, db: Database, *, max_events: int = 4096) -> None:
         self.db = db
         self.max_events = max_events
         self._queue: deque[_Pending] = deque()
         self._cv = threading.Condition()
         self._closed = False
-        self.stats = {"units": 0, "commits": 0, "checkpoints": 0}
-        self._engine = db.engine
-        self._checkpoints: threading.Thread | None = None
-        self._stop_checkpoints = threading.Event()
-        if checkpoint_every_s and db.engine.dialect.name == "sqlite":
-            from llmloop.store.db import make_engine
-
-            self._engine = make_engine(db.url)
-            sa.event.listen(self._engine, "connect", _no_autocheckpoint)
-            self._checkpoints = threading.Thread(target=self._checkpoint_loop, args=(checkpoint_every_s,),
-                                                 name="llmloop-wal-checkpoint", daemon=True)
-            self._checkpoints.start()
+        self.stats = {"units": 0, "commits": 0}
         self._thread = threading.Thread(target=self._run, name="llmloop-feedback-writer", daemon=True)
         self._thread.start()
 
@@ -400,28 +381,11 @@ class GroupCommitWriter:
         return self.submit(ops).result(timeout)
 
     def close(self, timeout: float = 30) -> None:
-        """Commit what is queued, then stop (and checkpoint once more)."""
+        """Commit what is queued, then stop."""
         with self._cv:
             self._closed = True
             self._cv.notify()
         self._thread.join(timeout)
-        if self._checkpoints is not None:
-            self._stop_checkpoints.set()
-            self._checkpoints.join(timeout)
-            self._checkpoint()
-            self._engine.dispose()
-
-    def _checkpoint_loop(self, every_s: float) -> None:
-        while not self._stop_checkpoints.wait(every_s):
-            self._checkpoint()
-
-    def _checkpoint(self) -> None:
-        try:
-            with self._engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            self.stats["checkpoints"] += 1
-        except sa.exc.DBAPIError:  # busy or closed: the next round (or SQLite on close) catches up
-            log.warning("WAL checkpoint skipped", exc_info=True)
 
     def _take(self) -> list[_Pending] | None:
         with self._cv:
@@ -445,7 +409,7 @@ class GroupCommitWriter:
                     self._commit_alone(item)
 
     def _commit(self, group: list[_Pending]) -> None:
-        with self._engine.begin() as conn:
+        with self.db.begin() as conn:
             results = ingest(conn, [item.ops for item in group])
         self.stats["commits"] += 1
         self.stats["units"] += len(group)
@@ -453,7 +417,7 @@ class GroupCommitWriter:
 
     def _commit_alone(self, item: _Pending) -> None:
         try:
-            with self._engine.begin() as conn:
+            with self.db.begin() as conn:
                 (result,) = ingest(conn, [item.ops])
         except sa.exc.IntegrityError as e:  # a race with another process (same vote twice)
             _resolve_all([(item, UnitRejected([OpError(0, "duplicate", f"conflicts with a stored row: {e.orig}")]))])
@@ -464,12 +428,6 @@ class GroupCommitWriter:
             self.stats["commits"] += 1
             self.stats["units"] += 1
             _resolve_all([(item, result)])
-
-
-def _no_autocheckpoint(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI hook signature
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA wal_autocheckpoint=0")  # GroupCommitWriter checkpoints on its own thread
-    cur.close()
 
 
 def _resolve_all(done: list[tuple[_Pending, list[OpResult] | BaseException]]) -> None:
