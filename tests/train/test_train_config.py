@@ -136,3 +136,41 @@ def test_lora_input_cast_is_planned_per_machine_and_applied_to_every_lora_layer(
         model = load_policy(start, config, plan(config.speed, "sft", cuda=False))
         layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
         assert layers and {m.cast_input_dtype_enabled for m in layers} == {cast}
+
+
+def test_cpu_fused_lm_head_scores_only_labelled_positions(tiny_model_dir, monkeypatch):
+    """TRL's fused LM head scores every position on a CPU unless llmloop compacts it: the same loss
+    and log-probs, from the labelled positions only."""
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+
+    from llmloop.train.config import SpeedSettings
+    from llmloop.train.speed import plan
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    torch.manual_seed(0)
+    ids = torch.randint(10, 200, (2, 12))
+    labels = ids.clone()
+    labels[:, :8] = -100  # a prompt: after the shift, 2 x 11 positions of which 2 x 4 have a label
+    scored: list[int] = []
+    real = trl_utils._ChunkedLogProbFunction
+
+    class Spy:
+        @staticmethod
+        def apply(hidden, *rest):  # noqa: ANN001, ANN205
+            scored.append(hidden.shape[0])
+            return real.apply(hidden, *rest)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own choice on a CPU
+    with torch.no_grad():
+        full = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    plan(SpeedSettings(), "sft", cuda=False)  # every recipe plans first: the CPU compaction is applied
+    assert trl_utils._use_triton(torch.device("cpu")) is True
+    with torch.no_grad():
+        compact = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    assert scored == [22, 8]  # every position, then only the labelled ones
+    assert torch.allclose(full.loss, compact.loss)
+    assert torch.allclose(full.log_probs, compact.log_probs)
