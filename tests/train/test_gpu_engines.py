@@ -12,23 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
+from tiny_runs import TINY, adapter_moved, logged_losses
+
 ACCELERATE = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
-TINY = dict(per_device_train_batch_size=8, max_length=64, logging_steps=1, lr_scheduler_type="constant",
-            plot_loss=False)
-
-
-def _losses(db, job_id: str) -> list[float]:  # noqa: ANN001
-    from llmloop.store import jobs as store_jobs
-
-    return [m["loss"] for m in store_jobs.get_metrics(db, job_id) if "loss" in m]
-
-
-def _adapter_moved(path: Path) -> bool:
-    from safetensors.torch import load_file
-
-    weights = load_file(path / "adapter_model.safetensors")
-    return any(t.abs().sum() > 0 for k, t in weights.items() if "lora_B" in k)
-
 
 @pytest.mark.parametrize("bits", [4, 8])
 def test_qlora_trains_an_adapter_over_a_quantised_base(db, datasets, tiny_model_dir, bits):
@@ -48,9 +34,9 @@ def test_qlora_trains_an_adapter_over_a_quantised_base(db, datasets, tiny_model_
     del model
 
     result = run_training(db, "sft", config)
-    losses = _losses(db, result.job.id)
+    losses = logged_losses(db, result.job.id)
     assert len(losses) == 6 and losses[-1] < losses[0], losses
-    assert _adapter_moved(result.output_dir)
+    assert adapter_moved(result.output_dir)
     assert result.model_version is not None and result.model_version.adapter_path
 
 
@@ -71,9 +57,9 @@ def test_deepspeed_zero_job_through_accelerate_launch(db, datasets, tiny_model_d
     log = Path(job.log_path).read_text()
     assert done.status == "succeeded", (done.error, log[-4000:])
     assert "DeepSpeed" in log or "deepspeed" in log, log[-3000:]
-    losses = _losses(db, job.id)
+    losses = logged_losses(db, job.id)
     assert len(losses) == 6 and losses[-1] < losses[0], losses
-    assert _adapter_moved(Path(done.output_dir) / "adapter")
+    assert adapter_moved(Path(done.output_dir) / "adapter")
     assert done.result["model_version"] == "v1.0"
 
 

@@ -15,9 +15,8 @@ from llmloop.store import jobs as store_jobs
 from llmloop.store import registry
 from llmloop.train.config import ConfigError, ORPOConfig, load_config
 from llmloop.train.jobs import run_training
+from tiny_runs import TINY
 
-TINY = dict(per_device_train_batch_size=8, max_length=64, logging_steps=1, lr_scheduler_type="constant",
-            plot_loss=False)
 PROMPT = [{"role": "user", "content": "Can I return the kettle?"}]
 CHOSEN, REJECTED = "Yes, return the kettle within 30 days.", "No."
 

@@ -18,9 +18,8 @@ from llmloop.store import jobs as store_jobs
 from llmloop.store import registry
 from llmloop.train.config import DPOConfig, PTConfig, SFTConfig
 from llmloop.train.jobs import JobFailed, run_training
+from tiny_runs import TINY  # every example fits one batch, the schedule is flat
 
-# Every example fits one batch, the schedule is flat: each step sees the same data at the same rate.
-TINY = dict(per_device_train_batch_size=8, max_length=64, logging_steps=1, lr_scheduler_type="constant", plot_loss=False)
 
 
 def _logged_losses(job_id: str, db) -> list[float]:  # noqa: ANN001

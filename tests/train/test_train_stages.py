@@ -12,25 +12,15 @@ from safetensors.torch import load_file
 from llmloop.store import jobs as store_jobs
 from llmloop.train.config import DPOConfig, GRPOConfig, KTOConfig, PPOConfig, RMConfig, SFTConfig
 from llmloop.train.jobs import JobFailed, run_training
+from tiny_runs import TINY, adapter_moved, logged_losses
 
-TINY = dict(per_device_train_batch_size=8, max_length=64, logging_steps=1, lr_scheduler_type="constant",
-            plot_loss=False)
-
-
-def _losses(db, job_id: str) -> list[float]:  # noqa: ANN001
-    return [m["loss"] for m in store_jobs.get_metrics(db, job_id) if "loss" in m]
-
-
-def _adapter_moved(path: Path) -> bool:
-    weights = load_file(path / "adapter_model.safetensors")
-    return any(t.abs().sum() > 0 for k, t in weights.items() if "lora_B" in k)
 
 
 def test_kto_trains_an_adapter_from_thumbs(db, datasets, tiny_model_dir):
     result = run_training(db, "kto", KTOConfig(model=str(tiny_model_dir), dataset="feedback", learning_rate=5e-3,
                                                max_steps=5, **{**TINY, "per_device_train_batch_size": 16}))
-    assert _adapter_moved(result.output_dir)
-    losses = _losses(db, result.job.id)
+    assert adapter_moved(result.output_dir)
+    losses = logged_losses(db, result.job.id)
     assert len(losses) == 5 and losses[-1] < losses[0], losses
     assert result.model_version.kind == "chat" and result.model_version.dataset_versions == [datasets["feedback"].id]
 
@@ -65,7 +55,7 @@ def test_grpo_with_builtin_rewards_updates_the_adapter(db, datasets, tiny_model_
                         rewards=["answer_match", "format", "length"], target_length=20, logging_steps=1,
                         plot_loss=False)
     result = run_training(db, "grpo", config)
-    assert _adapter_moved(result.output_dir)
+    assert adapter_moved(result.output_dir)
     rows = [json.loads(line) for line in (Path(result.job.output_dir) / "trainer_log.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and "reward" in rows[0]
 
@@ -74,8 +64,8 @@ def test_grpo_with_builtin_rewards_updates_the_adapter(db, datasets, tiny_model_
 def test_reference_free_preference_methods(db, datasets, tiny_model_dir, method):
     result = run_training(db, "dpo", DPOConfig(model=str(tiny_model_dir), dataset="prefs", method=method,
                                                learning_rate=5e-3, max_steps=4, register={"enabled": False}, **TINY))
-    assert _adapter_moved(result.output_dir)
-    losses = _losses(db, result.job.id)
+    assert adapter_moved(result.output_dir)
+    losses = logged_losses(db, result.job.id)
     assert losses[-1] < losses[0], losses
 
 
@@ -86,7 +76,7 @@ def test_dpo_with_length_grouped_batches(db, datasets, tiny_model_dir):
                        speed={"group_by_length": True}, register={"enabled": False},
                        **{**TINY, "per_device_train_batch_size": 2})
     result = run_training(db, "dpo", config)
-    assert result.metrics["steps"] == 3 and _adapter_moved(result.output_dir)
+    assert result.metrics["steps"] == 3 and adapter_moved(result.output_dir)
 
 
 def test_ppo_and_qlora_on_cpu_fail_with_the_fix(db, datasets, tiny_model_dir):
@@ -135,5 +125,5 @@ def test_dpo_on_a_merged_sft_adapter_trains_a_new_adapter(db, datasets, tiny_mod
     base = load_file(tiny_model_dir / "model.safetensors")
     merged_weights = load_file(merged / "model.safetensors")
     assert any(not merged_weights[k].equal(base[k]) for k in base if k in merged_weights)  # SFT merged in
-    assert _losses(db, dpo.job.id)[0] == pytest.approx(math.log(2), abs=1e-3)
+    assert logged_losses(db, dpo.job.id)[0] == pytest.approx(math.log(2), abs=1e-3)
     assert sft.model_version.adapter_path != dpo.model_version.adapter_path
