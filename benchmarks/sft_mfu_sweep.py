@@ -39,17 +39,9 @@ VARIANTS = {
 
 
 def build(model_dir: Path, rows: list[dict], out: Path, batch: int, cast: bool):  # noqa: ANN201
-    from datasets import Dataset
-
-    from llmloop.train import sft
-    from llmloop.train.common import StartingModel
-    from llmloop.train.config import SFTConfig
-
-    config = SFTConfig(model=str(model_dir), dataset="bench", finetuning="lora", tokenizer=str(model_dir.parent / "tokenizer"),
-                       assistant_only_loss=False, lora={"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
-                       max_length=2048, per_device_train_batch_size=batch, learning_rate=2e-5, logging_steps=1000,
-                       plot_loss=False, speed={"lora_input_cast": cast, "auto_find_batch_size": False})
-    return sft.build_trainer(config, StartingModel(str(model_dir), str(model_dir)), Dataset.from_list(rows), out, [])
+    """train_throughput.py's (b) trainer with this variant's batch and LoRA input cast."""
+    return tt.run_sft("b", model_dir, rows, out, per_device_train_batch_size=batch, logging_steps=1000,
+                      speed={"lora_input_cast": cast, "auto_find_batch_size": False})
 
 
 def busy_share(prof, wall: float) -> float:  # noqa: ANN001

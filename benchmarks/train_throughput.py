@@ -132,7 +132,8 @@ def tokenizer(model_dir: Path):  # noqa: ANN201
     return AutoTokenizer.from_pretrained(model_dir.parent / "tokenizer")
 
 
-def run_sft(variant: str, model_dir: Path, rows: list[dict], out: Path):  # noqa: ANN201
+def run_sft(variant: str, model_dir: Path, rows: list[dict], out: Path, **overrides):  # noqa: ANN003, ANN201
+    """(a) or (b)'s SFT trainer; ``overrides``: fields of (b)'s config (benchmarks/sft_mfu_sweep.py)."""
     from datasets import Dataset
 
     dataset = Dataset.from_list(rows)
@@ -147,10 +148,11 @@ def run_sft(variant: str, model_dir: Path, rows: list[dict], out: Path):  # noqa
     from llmloop.train.common import StartingModel
     from llmloop.train.config import SFTConfig as Ours
 
-    config = Ours(model=str(model_dir), dataset="bench", finetuning="lora", tokenizer=str(model_dir.parent / "tokenizer"), assistant_only_loss=False,
-                  lora={"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
+    fields = dict(model=str(model_dir), dataset="bench", finetuning="lora", tokenizer=str(model_dir.parent / "tokenizer"),
+                  assistant_only_loss=False, lora={"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
                   max_length=2048, num_train_epochs=1, per_device_train_batch_size=8, learning_rate=2e-5,
                   lr_scheduler_type="linear", logging_steps=10, plot_loss=False)
+    config = Ours(**{**fields, **overrides})
     return sft.build_trainer(config, StartingModel(str(model_dir), str(model_dir)), dataset, out, [])
 
 
