@@ -118,7 +118,7 @@ def test_several_gpus_launch_through_accelerate(tmp_path: Path):
     assert one[5:7] == ["--config_file", str(CONFIG_DIR / "accelerate" / "zero3.yaml")]
 
 
-def test_lora_input_cast_is_planned_per_machine_and_applied_to_every_lora_layer(tiny_model_dir):
+def test_lora_input_cast_is_on_unless_turned_off_and_applied_to_every_lora_layer(tiny_model_dir):
     """PEFT's fp32 cast of LoRA inputs: on unless a config turns it off (the GPU test measures what
     turning it off does to the gradients), and applied to every LoRA layer either way."""
     from peft.tuners.tuners_utils import BaseTunerLayer

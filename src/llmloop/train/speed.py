@@ -179,16 +179,14 @@ def plan(settings: SpeedSettings, stage: str, cuda: bool | None = None) -> Speed
                         "order (TRL requires the sequential sampler); set it to false")
     if grouped is None:  # padding-free batches have no padding to save
         grouped = cuda and stage in PADDED_STAGES and not padding_free
-    cast = settings.lora_input_cast
-    if cast is None:  # PEFT's default: off is faster but measured less precise (docs/benchmarks.md)
-        cast = True
     if problems:
         from llmloop.train.common import TrainingInputError
 
         raise TrainingInputError("; ".join(problems))
     return SpeedPlan(attention=attention, padding_free=bool(padding_free), liger_kernel=bool(liger),
                      auto_find_batch_size=bool(auto_bs), group_by_length=bool(grouped),
-                     lora_input_cast=bool(cast))
+                     # null = PEFT's default (on): off is faster but measured less precise (docs/benchmarks.md)
+                     lora_input_cast=settings.lora_input_cast is not False)
 
 
 def score_labelled_positions_only_on_cpu() -> None:
@@ -203,10 +201,8 @@ def score_labelled_positions_only_on_cpu() -> None:
     ``trl.trainer.utils._use_triton(device)``, used for nothing else in that module; the kernel's own
     choice of Triton vs torch folding (its module's ``_use_triton``) is left alone.
     """
-    try:
-        import trl.trainer.utils as trl_utils
-    except ImportError:  # pragma: no cover - trl is a core dependency
-        return
+    import trl.trainer.utils as trl_utils
+
     original = getattr(trl_utils, "_use_triton", None)
     if original is None or getattr(original, "llmloop_compact_on_cpu", False):
         return
