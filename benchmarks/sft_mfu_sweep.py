@@ -6,9 +6,9 @@ Each variant builds ``llmloop.train.sft.build_trainer`` (the trainer every SFT j
 random Qwen2.5-1.5B-architecture model of ``benchmarks/train_throughput.py`` and times optimizer
 steps after ``--warmup`` steps with CUDA synchronisation (steady state, the usual MFU window; the
 end-to-end numbers, loading and packing included, are train_throughput.py's). For each variant it
-prints tokens/s, MFU (LoRA FLOPs over the datasheet peak) and the share of the timed wall clock the
-GPU spent running kernels (CUPTI trace of two steps, union of kernel intervals): a low share means
-the host, not the GPU, sets the pace.
+prints tokens/s, MFU (LoRA FLOPs over the datasheet peak), the share of the timed wall clock the
+GPU spent running kernels (CUPTI trace of two steps, union of kernel intervals: a low share means
+the host, not the GPU, sets the pace) and the trace's top kernels by time (where the rest goes).
 
 Switches: ``batch`` (packed rows of max_length per step), ``cast`` (PEFT's fp32 cast of every LoRA
 layer's input, on in PEFT and by default in llmloop: ``speed.lora_input_cast``).
@@ -35,6 +35,8 @@ VARIANTS = {
     "b16": dict(batch=16, cast=False),
     "b24": dict(batch=24, cast=False),
     "cast-b16": dict(batch=16, cast=True),
+    "cast-b12": dict(batch=12, cast=True),  # the most rows with the cast that fit an H100's 80 GB (b16: 82.7 GiB)
+    "b12": dict(batch=12, cast=False),
 }
 
 
@@ -95,10 +97,11 @@ def run_variant(name: str, opts: dict, model_dir: Path, rows: list[dict], cfg, p
     seqs = [n for row in ds["seq_lengths"] for n in row] if "seq_lengths" in ds.column_names else [len(r) for r in ds["input_ids"]]
     mean_len = max(1, round(sum(seqs) / len(seqs)))
     per_token = tt.work(cfg, [mean_len])[0] / mean_len
+    kernels = tt.top_kernels(prof, 12)
     result = {"variant": name, **opts, "steps": steps, "tokens_per_step": int(tokens // steps),
               "tokens_per_s": round(tokens / seconds), "step_s": round(seconds / steps, 4),
               "mfu_lora": round(per_token * tokens / seconds / peak, 4), "gpu_busy": round(busy, 3),
-              "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)}
+              "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1), "top_kernels": kernels}
     del trainer, prof
     gc.collect()
     torch.cuda.empty_cache()
@@ -135,7 +138,9 @@ def main() -> None:
                 gc.collect()
                 torch.cuda.empty_cache()
             results.append(r)
-            print(json.dumps(r), flush=True)
+            print(json.dumps({k: v for k, v in r.items() if k != "top_kernels"}), flush=True)
+            if "top_kernels" in r:
+                print(f"{variant}: CUDA kernels of 2 steps, share of kernel time\n{r['top_kernels']}", flush=True)
     if opts.out:
         opts.out.mkdir(parents=True, exist_ok=True)
         (opts.out / "sft_mfu_sweep.json").write_text(json.dumps({"device": name, "results": results}, indent=2))

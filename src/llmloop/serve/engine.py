@@ -7,7 +7,10 @@ costs nothing but ``set_adapter``. On a CPU with a small base (``merge_adapters=
 version is instead served from its own copy of the base with the adapter merged in: one more copy of
 a small model per version buys generation without the LoRA layers' extra matmuls (~25% faster there).
 Generation is serialised by a lock (the active adapter is model state); requests for the same
-version and sampling settings are generated as one batch by a batching thread.
+version and sampling settings are generated as one batch by a batching thread. On a GPU, streams
+of versions without an adapter are batched continuously instead (serve/continuous.py: transformers'
+paged-attention manager; a stream joins the running batch at the next decode step), which
+``benchmarks/serve_gpu.py`` measured faster than the serialised path under concurrent clients.
 """
 
 from __future__ import annotations
@@ -106,18 +109,24 @@ class EmbeddedEngine:
     MERGE_AUTO_MAX_PARAMS = 1_000_000_000
 
     def __init__(self, device: str | None = None, dtype: str = "auto",
-                 merge_adapters: Literal["auto", "always", "never"] = "auto", max_batch_rows: int = 64) -> None:
+                 merge_adapters: Literal["auto", "always", "never"] = "auto", max_batch_rows: int = 64,
+                 continuous_batching: Literal["auto", "on", "off"] = "auto") -> None:
         """``merge_adapters``: serve each adapter version from a merged copy of its base ("always"),
         attach every adapter to the one shared base ("never"), or merge on CPU for bases of at most
         ``MERGE_AUTO_MAX_PARAMS`` parameters ("auto"). ``max_batch_rows``: most sequences ``chat`` generates
-        in one batch."""
+        in one batch. ``continuous_batching``: stream versions without an adapter through a
+        continuous-batching manager ("on"), never ("off"), or on a GPU only ("auto")."""
         import torch
 
         if merge_adapters not in ("auto", "always", "never"):
             raise ValueError(f"merge_adapters must be auto, always or never, not {merge_adapters!r}")
+        if continuous_batching not in ("auto", "on", "off"):
+            raise ValueError(f"continuous_batching must be auto, on or off, not {continuous_batching!r}")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.bfloat16 if (dtype == "auto" and self.device == "cuda") else torch.float32
         self.merge_adapters = merge_adapters
+        self.continuous_batching = continuous_batching == "on" or (continuous_batching == "auto" and self.device == "cuda")
+        self._streams: dict[str, Any] = {}  # base path -> ContinuousStreams (serve/continuous.py)
         self._bases: dict[str, _Base] = {}
         self._merged: dict[str, _Base] = {}  # version name -> its own base with the adapter merged in
         self._versions: dict[str, ModelVersion] = {}
@@ -140,6 +149,7 @@ class EmbeddedEngine:
             if version.adapter_path and self._merges(base):
                 self._merged[version.name] = self._merged_copy(base, version)
             elif version.adapter_path:
+                self._close_streams(version.base_model)  # attaching an adapter changes the model under them
                 self._attach(base, version)
             self._versions[version.name] = version
 
@@ -177,6 +187,58 @@ class EmbeddedEngine:
             base.model.load_adapter(version.adapter_path, adapter_name=name)
         base.model.eval()
         base.adapters.add(name)
+
+    def _close_streams(self, base_path: str) -> None:
+        streams = self._streams.pop(base_path, None)
+        if streams is not None:
+            streams.close()
+
+    def _continuous(self, name: str, params: SamplingParams):  # -> (base, ContinuousStreams) | None
+        """The continuous-batching streams for ``name``, or None where the serialised path serves it: the
+        setting is off, a seed asks for a repeatable run, the version has an adapter (model state), or
+        the model's attention cannot page."""
+        if not self.continuous_batching or params.seed is not None:
+            return None
+        with self._lock:
+            v = self.version(name)
+            if v.adapter_path or name in self._merged:
+                return None
+            base = self._bases[v.base_model]
+            if base.adapters:
+                return None
+            streams = self._streams.get(v.base_model)
+            if streams is None:
+                from llmloop.serve import continuous
+
+                if not continuous.available(base.model):
+                    return None
+                streams = continuous.ContinuousStreams(base.model, _eos_ids(base), base.tokenizer.pad_token_id)
+                self._streams[v.base_model] = streams
+            return (base, streams) if streams.accepts(params.temperature, params.top_p) else None
+
+    def _stream_continuous(self, base: _Base, streams, messages: list[dict[str, Any]], params: SamplingParams,  # noqa: ANN001
+                           result: StreamResult) -> Iterator[str]:
+        tok = base.tokenizer
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        input_ids = self._tokenize(tok, text)["input_ids"]
+        eos = set(_eos_ids(base))
+        emitted, stopped, ids, ended = "", False, [], None
+        for tokens, _finished in streams.stream(input_ids, params.max_tokens, params.temperature, params.top_p):
+            ended = next((j for j, t in enumerate(tokens) if t in eos), None)
+            ids = tokens if ended is None else tokens[:ended]
+            decoded = _clean(tok.decode(ids, skip_special_tokens=True))
+            if ended is None and not _finished and decoded.endswith("\ufffd"):
+                continue  # a character split across tokens: wait for the rest of it
+            candidate, stopped = _truncate_at_stop(decoded, params.stop)
+            if candidate[len(emitted):] and candidate.startswith(emitted):
+                yield candidate[len(emitted):]
+                emitted = candidate
+            if stopped or ended is not None:
+                break  # closing the stream cancels the request
+        result.prompt_tokens = len(input_ids)
+        result.completion_tokens = len(ids) + (ended is not None)
+        result.finish_reason = "stop" if (stopped or ended is not None) else "length"
+        result.text = emitted
 
     def unload(self, name: str) -> None:
         with self._lock:
@@ -349,10 +411,16 @@ class EmbeddedEngine:
     def chat_stream(self, version: str, messages: list[dict[str, Any]], params: SamplingParams, result: StreamResult) -> Iterator[str]:
         """Yield text pieces as they are generated; ``result`` holds counts once exhausted.
 
-        The generator holds the engine's (re-entrant, thread-owned) lock from its first piece to its
-        end, so consume it start to end on one thread.
+        Continuously batched (see ``_continuous``), streams run side by side. Otherwise the generator
+        holds the engine's (re-entrant, thread-owned) lock from its first piece to its end, so consume
+        it start to end on one thread.
         """
         from transformers import TextIteratorStreamer
+
+        continuous = self._continuous(version, params)
+        if continuous is not None:
+            yield from self._stream_continuous(*continuous, messages, params, result)
+            return
 
         with self._lock:
             base, ctx = self._select(version)
