@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 
-from llmloop.api.common import Admin, Annotator
+from llmloop.api.common import Admin, Annotator, User, blocking, gateway
 from llmloop.api.common import tasks as runner  # not `tasks`: the submodule llmloop.api.tasks takes that name
 from llmloop.api.tasks import TaskRunner, TaskView
 from llmloop.serve.auth import Principal
@@ -23,9 +23,17 @@ tasks_router = APIRouter(prefix="/api/v1", tags=["tasks"])
 
 
 @tasks_router.get("/whoami")
-async def whoami(request: Request, principal: Principal = Annotator) -> dict[str, Any]:
-    """The caller's role and user, so a client (the UI) can show only what the key may do."""
-    return {"role": principal.role, "user": principal.user_id, "admin": principal.at_least("admin")}
+async def whoami(request: Request, principal: Principal = User) -> dict[str, Any]:
+    """The caller's role and user — any valid key, a user key too (its requests act as that user) —
+    so a client (the UI) can show only what the key may do."""
+    if not principal.authenticated:  # auth off: loopback callers are the local admin, as on every admin route
+        try:
+            principal = await blocking(request, gateway(request).auth.principal, None, "admin",
+                                       request.client.host if request.client else None)
+        except ServingError:
+            pass
+    return {"role": principal.role, "user": principal.user_id, "admin": principal.at_least("admin"),
+            "authenticated": principal.authenticated}
 
 
 @tasks_router.get("/tasks", response_model=list[TaskView])

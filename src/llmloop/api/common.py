@@ -47,6 +47,7 @@ def _caller(role: str) -> Callable[[Request], Principal]:
     return dependency
 
 
+User = Depends(_caller("user"))  # any valid key (and anyone while auth is off): /whoami only
 Annotator = Depends(_caller("annotator"))
 Admin = Depends(_caller("admin"))
 
@@ -71,6 +72,13 @@ def to_serving_error(e: BaseException) -> ServingError | None:
     if isinstance(e, ValidationError):
         parts = [f"{'.'.join(str(x) for x in err['loc']) or 'config'}: {err['msg']}" for err in e.errors()]
         return ServingError("; ".join(parts), status=422, code="invalid_config")
+    if isinstance(e, ModuleNotFoundError):  # an optional dependency this gateway was installed without
+        extra = {"scipy": "eval", "sacrebleu": "eval", "rouge_score": "eval", "openpyxl": "eval",
+                 "datasketch": "data", "sentence_transformers": "data", "gguf": "models"}.get(
+            (e.name or "").split(".")[0], "eval")
+        return ServingError(f"the gateway lacks the Python package {e.name!r} for this: install it where the gateway "
+                            f"runs (pip install \"llmloop[{extra}]\") and restart it", status=501, type="server_error",
+                            code="missing_dependency")
     if isinstance(e, (DataError, ValueError, LookupError)):  # ConfigError, SurgeryError, PolicyError … are ValueErrors
         return ServingError(str(e), status=400, code=type(e).__name__)
     return None

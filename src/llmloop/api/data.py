@@ -111,18 +111,19 @@ async def versions(name: str, request: Request, principal: Principal = Annotator
     return plain(await blocking(request, history, gateway(request).db, name))
 
 
-def _head(db: Any, ref: str, n: int) -> list[dict[str, Any]]:
+def _head(db: Any, ref: str, n: int, offset: int) -> list[dict[str, Any]]:
     from llmloop.data.catalog import head
     from llmloop.data.versions import resolve
 
-    return head(resolve(db, ref), n)
+    return head(resolve(db, ref), offset + n)[offset:]
 
 
 @router.get("/{ref}/rows")
 async def rows(ref: str, request: Request, n: int = Query(5, ge=0, le=1000, description="How many rows"),
+               offset: int = Query(0, ge=0, le=1_000_000, description="Rows to skip first (paging)"),
                principal: Principal = Annotator) -> list[dict[str, Any]]:
-    """The first ``n`` rows of NAME or NAME@version."""
-    return await blocking(request, _head, gateway(request).db, ref, n)
+    """``n`` rows of NAME or NAME@version from row ``offset`` (0-based) on."""
+    return await blocking(request, _head, gateway(request).db, ref, n, offset)
 
 
 @router.get("/{ref}/stats")

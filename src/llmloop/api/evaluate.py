@@ -161,8 +161,13 @@ async def leaderboard(request: Request, bootstrap: int = Query(200, ge=0, le=200
     """Arena votes (+ judged comparisons) → Bradley–Terry ratings on the Elo scale with bootstrap CIs."""
     from llmloop.eval.leaderboard import leaderboard_from_store
 
-    board = await blocking(request, leaderboard_from_store, gateway(request).db, bootstrap=bootstrap,
-                           include_saved=include_saved)
+    try:
+        board = await blocking(request, leaderboard_from_store, gateway(request).db, bootstrap=bootstrap,
+                               include_saved=include_saved)
+    except ServingError as e:
+        if "at least one battle between two different versions" in str(e):  # not an error: no data yet
+            e.code = "no_battles"
+        raise
     return {**plain(board), "rows": plain(board.rows())}
 
 

@@ -92,6 +92,23 @@ async def split(request: Request, principal: Principal = Annotator) -> dict[str,
     return plain(await blocking(request, gw.admin.split))
 
 
+class SplitChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weights: dict[str, float] = Field(min_length=1, max_length=32,
+                                      description="Alias or version → share, e.g. {'production': 90, 'candidate': 10}")
+    reason: str = Field(min_length=1, max_length=2000, description="Why (kept in the split's history: the audit log)")
+
+
+@router.put("/split")
+async def set_split(body: SplitChange, request: Request, principal: Principal = Admin) -> dict[str, Any]:
+    """Change the traffic split (the gateway's ``PUT /v1/admin/split``, same checks), with a reason."""
+    from llmloop.serve import protocol
+
+    gw = gateway(request)
+    req = protocol.SplitRequest(weights=body.weights, reason=body.reason)
+    return plain(await blocking(request, gw.admin.set_split, req, actor(principal)))
+
+
 def _admin(db: Any, action: str, reason: str, who: str) -> dict[str, Any]:
     from llmloop.loop.controller import admin
     from llmloop.store import registry

@@ -26,7 +26,7 @@ from llmloop.api.common import Admin, Annotator, blocking, gateway, plain
 from llmloop.serve.auth import Principal
 
 router = APIRouter(prefix="/api/v1/train", tags=["train"])
-Stage = Literal["pt", "sft", "dpo"]
+Stage = Literal["pt", "sft", "dpo", "orpo", "kto", "rm", "grpo", "ppo"]  # train.config.STAGES (a test checks)
 
 
 def presets_dirs() -> list[Path]:
@@ -47,7 +47,7 @@ class Preset(BaseModel):
 
 class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    stage: Stage = Field(description="pt | sft | dpo")
+    stage: Stage = Field(description="pt | sft | dpo | orpo | kto | rm | grpo | ppo")
     yaml: str = Field("", description="The config as YAML text (a preset, edited); empty = defaults")
     overrides: list[str] = Field(default_factory=list, description="key=value overrides, as `--set` takes them")
 
@@ -97,14 +97,40 @@ def load(body: TrainRequest) -> Any:
         folder.rmdir()
 
 
-def _validate(body: TrainRequest) -> ValidateResponse:
+def _inputs(db: Any, stage: str, cfg: Any) -> list[str]:
+    """What the config names that the store must hold: the training (and evaluation) dataset, of the
+    kind the stage trains on — the checks a launch would fail on, made before it."""
+    from llmloop.data.catalog import list_datasets
+    from llmloop.train.jobs import _dataset
+
+    problems = []
+    refs = [("dataset", cfg.dataset)]
+    if getattr(cfg.evaluation, "dataset", None):
+        refs.append(("eval.dataset", cfg.evaluation.dataset))
+    for key, ref in refs:
+        try:
+            _dataset(db, ref, stage) if key == "dataset" else _check_exists(db, ref)
+        except Exception as e:  # noqa: BLE001 - DatasetNotFound, TrainingInputError: both are the user's to fix
+            known = ", ".join(d["name"] if isinstance(d, dict) else d.name for d in list_datasets(db)) or "none yet"
+            problems.append(f"{key}: {str(e).strip(chr(39) + chr(34))} (stored datasets: {known})")
+    return problems
+
+
+def _check_exists(db: Any, ref: str) -> None:
+    from llmloop.data.versions import resolve
+
+    resolve(db, ref)
+
+
+def _validate(db: Any, body: TrainRequest) -> ValidateResponse:
     from llmloop.train.config import ConfigError
 
     try:
         cfg = load(body)
     except ConfigError as e:
         return ValidateResponse(ok=False, problems=e.problems, config=None)
-    return ValidateResponse(ok=True, problems=[], config=cfg.model_dump(mode="json", by_alias=True))
+    problems = _inputs(db, body.stage, cfg)
+    return ValidateResponse(ok=not problems, problems=problems, config=cfg.model_dump(mode="json", by_alias=True))
 
 
 @router.get("/presets", response_model=list[Preset])
@@ -114,8 +140,30 @@ async def presets(request: Request, principal: Principal = Annotator) -> list[Pr
 
 @router.post("/validate", response_model=ValidateResponse)
 async def validate(body: TrainRequest, request: Request, principal: Principal = Annotator) -> ValidateResponse:
-    """Validate a config without training: every problem at once."""
-    return await blocking(request, _validate, body)
+    """Validate a config without training: every problem at once, the datasets it names included."""
+    return await blocking(request, _validate, gateway(request).db, body)
+
+
+def _stages() -> list[dict[str, Any]]:
+    from llmloop.train.config import STAGES, config_class
+
+    out = []
+    for stage in STAGES:
+        cls = config_class(stage)
+        fields = {}
+        for name, f in cls.model_fields.items():
+            default = None if f.is_required() else f.get_default(call_default_factory=True)
+            fields[f.alias or name] = {"description": f.description or "", "required": f.is_required(),
+                                       "default": plain(default) if not isinstance(default, BaseModel)
+                                       else default.model_dump(mode="json", by_alias=True)}
+        out.append({"stage": stage, "description": (cls.__doc__ or "").strip().split("\n")[0], "fields": fields})
+    return out
+
+
+@router.get("/stages")
+async def stages(request: Request, principal: Principal = Annotator) -> list[dict[str, Any]]:
+    """Every training stage with its config's fields (default, description): what a form can offer."""
+    return await blocking(request, _stages)
 
 
 def _seconds(hms: str | None) -> float | None:
@@ -155,9 +203,14 @@ def _run_here(db: Any, job_id: str) -> None:
 
 
 def _launch(db: Any, body: LaunchRequest) -> JobView:
+    from llmloop.train.config import ConfigError
     from llmloop.train.worker import submit
 
-    job = submit(db, body.stage, load(body))
+    cfg = load(body)
+    problems = _inputs(db, body.stage, cfg)
+    if problems:
+        raise ConfigError("the config (yaml + overrides)", problems)
+    job = submit(db, body.stage, cfg)
     if not body.detach:
         _run_here(db, job.id)
     return _job_view(db, job.id)

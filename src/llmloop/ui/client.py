@@ -17,7 +17,22 @@ import httpx
 
 
 class GatewayError(RuntimeError):
-    """The gateway refused or failed a call; the message is the gateway's own error text."""
+    """The gateway refused or failed a call; the message is the gateway's own error text, ``code`` and
+    ``status`` its error code and HTTP status (``ui/errors.py`` turns them into the page's words)."""
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.status, self.param = code, status, param
+
+
+def _error(response: httpx.Response) -> GatewayError:
+    try:
+        err = response.json()["error"]
+        return GatewayError(str(err["message"]), code=err.get("code"), status=response.status_code,
+                            param=err.get("param"))
+    except Exception:  # noqa: BLE001 - any non-OpenAI-shaped body: show the raw text
+        return GatewayError(f"HTTP {response.status_code}: {response.text[:300]}", status=response.status_code)
 
 
 @dataclass
@@ -28,13 +43,6 @@ class StreamedAnswer:
     request_id: str | None = None
     version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        return str(response.json()["error"]["message"])
-    except Exception:  # noqa: BLE001 - any non-OpenAI-shaped body: show the raw text
-        return f"HTTP {response.status_code}: {response.text[:300]}"
 
 
 class GatewayClient:
@@ -53,13 +61,20 @@ class GatewayClient:
 
         return OpenAI(base_url=f"{self.base_url}/v1", api_key=self.api_key or "llmloop-ui", max_retries=0)
 
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as e:
+            raise GatewayError(f"cannot reach the gateway at {self.base_url} ({type(e).__name__}: {e})",
+                               code="unreachable") from None
+
     def models(self) -> list[dict[str, Any]]:
-        r = self._http.get("/v1/models")
+        r = self._send("GET", "/v1/models")
         if r.status_code != 200:
-            raise GatewayError(_error_text(r))
+            raise _error(r)
         return list(r.json()["data"])
 
-    def chat_stream(self, messages: list[dict[str, str]], *, user: str, model: str = "production",
+    def chat_stream(self, messages: list[dict[str, str]], *, user: str | None, model: str = "production",
                     max_tokens: int = 256, temperature: float = 0.7) -> Iterator[StreamedAnswer]:
         """Yield the growing answer after every streamed chunk; the last one is complete."""
         from openai import APIError
@@ -67,7 +82,7 @@ class GatewayClient:
         answer = StreamedAnswer()
         try:
             with self._openai().chat.completions.with_streaming_response.create(
-                model=model, messages=messages, user=user, stream=True,
+                model=model, messages=messages, stream=True, **({"user": user} if user else {}),
                 max_tokens=max_tokens, temperature=temperature,
             ) as response:
                 answer.request_id = response.headers.get("x-llmloop-request-id")
@@ -77,24 +92,29 @@ class GatewayClient:
                         answer.text += chunk.choices[0].delta.content
                         yield answer
         except APIError as e:
-            raise GatewayError(str(getattr(e, "message", e))) from e
+            body = getattr(e, "body", None)
+            err = body.get("error", body) if isinstance(body, dict) else {}
+            raise GatewayError(str(err.get("message") or getattr(e, "message", e)), code=err.get("code"),
+                               status=getattr(e, "status_code", None)) from e
         yield answer
 
     # -- llmloop's own endpoints -----------------------------------------------------------------
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        r = self._http.post(path, json=body)
+        if body.get("user") is None:  # a user key acts as the key's own user: name nobody else
+            body = {k: v for k, v in body.items() if k != "user"}
+        r = self._send("POST", path, json=body)
         if r.status_code >= 400:
-            raise GatewayError(_error_text(r))
+            raise _error(r)
         return dict(r.json())
 
-    def arena(self, prompt: str, *, user: str, max_tokens: int = 128) -> dict[str, Any]:
+    def arena(self, prompt: str, *, user: str | None, max_tokens: int = 128) -> dict[str, Any]:
         return self._post("/v1/arena", {"messages": [{"role": "user", "content": prompt}],
                                         "user": user, "max_tokens": max_tokens})
 
-    def vote(self, battle_id: str, choice: str, *, user: str) -> dict[str, Any]:
+    def vote(self, battle_id: str, choice: str, *, user: str | None) -> dict[str, Any]:
         return self._post("/v1/feedback/vote", {"battle_id": battle_id, "choice": choice, "user": user})
 
-    def thumbs(self, request_id: str, rating: int, *, user: str, comment: str = "",
+    def thumbs(self, request_id: str, rating: int, *, user: str | None, comment: str = "",
                correction: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"request_id": request_id, "rating": rating, "user": user, "comment": comment}
         if correction:
@@ -105,12 +125,9 @@ class GatewayClient:
     def api(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
             files: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Any:
         """One call to ``/api/v1{path}``; the gateway's error message becomes a ``GatewayError``."""
-        try:
-            r = self._http.request(method, f"/api/v1{path}", json=json, params=params, files=files, data=data)
-        except httpx.TransportError as e:
-            raise GatewayError(f"cannot reach the gateway at {self.base_url} ({type(e).__name__}: {e})") from None
+        r = self._send(method, f"/api/v1{path}", json=json, params=params, files=files, data=data)
         if r.status_code >= 400:
-            raise GatewayError(_error_text(r))
+            raise _error(r)
         return None if r.status_code == 204 else r.json()
 
     def get(self, path: str, **params: Any) -> Any:
@@ -131,9 +148,9 @@ class GatewayClient:
 
     def download(self, path: str, *, method: str = "GET", **params: Any) -> Path:
         """Fetch a file the API sends (an export, a report, a review sheet) into a fresh temp folder."""
-        r = self._http.request(method, f"/api/v1{path}", params={k: v for k, v in params.items() if v is not None})
+        r = self._send(method, f"/api/v1{path}", params={k: v for k, v in params.items() if v is not None})
         if r.status_code >= 400:
-            raise GatewayError(_error_text(r))
+            raise _error(r)
         disposition = r.headers.get("content-disposition", "")
         name = disposition.split("filename=")[-1].strip('"; ') if "filename=" in disposition else "download"
         out = Path(tempfile.mkdtemp(prefix="llmloop-ui-")) / Path(name).name
@@ -141,7 +158,7 @@ class GatewayClient:
         return out
 
     def whoami(self) -> dict[str, Any] | None:
-        """The key's role, or None when the gateway refuses the admin API to this client (no key, user key)."""
+        """The key's role and user (any valid key, user keys included), or None without a usable key."""
         try:
             return dict(self.get("/whoami"))
         except GatewayError:

@@ -6,42 +6,90 @@ from __future__ import annotations
 from typing import Any
 
 from llmloop.ui.client import GatewayError
-from llmloop.ui.common import Ctx, fail, progress_html, rows
+from llmloop.ui.common import Ctx, fail, progress_html, table
+from llmloop.ui.errors import error_text
+from llmloop.ui.i18n import t
 
-DATASET_COLUMNS = ["name", "kind", "versions", "latest"]
+DATASET_COLUMNS = ["name", "kind", "versions", "latest", "rows"]
 VERSION_COLUMNS = ["version", "kind", "row_count", "source_format", "note", "created_by", "created_at"]
 PROBLEM_COLUMNS = ["row", "field", "problem", "seen", "fix"]
 FORMATS = ["auto", "alpaca", "sharegpt", "openai", "trl", "pt", "kto", "grpo"]
+
+
+PAGE_ROWS = 10
+
+
+def cell_text(value: Any) -> str:
+    """A row's field as one readable cell: chat turns as "role: text" lines, not a JSON tree."""
+    if isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
+        return "\n".join(f"{m.get('role', '?')}: {m.get('content', '')}" for m in value)
+    if isinstance(value, (list, dict)):
+        import json
+
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else str(value)
+
+
+def stats_facts(stats: dict[str, Any], quality: dict[str, Any], lang: str) -> str:
+    """Stats and the quality report as one table in ``lang`` (no server paths, rounded)."""
+    from llmloop.ui.common import facts
+
+    lengths = stats.get("lengths") or {}
+    unit = t("unit_tokens", lang) if stats.get("unit") == "tokens" else t("unit_words", lang)
+    pairs: list[tuple[str, Any]] = [
+        ("stat_rows", stats.get("rows")),
+        ("stat_lengths", ", ".join(f"{k} {v:g}" for k, v in lengths.items()) + f" ({unit})" if lengths else None),
+        ("stat_histogram", ", ".join(f"{b}: {n}" for b, n in stats.get("histogram") or [] if n)),
+        ("stat_duplicates", f"{stats.get('duplicates', 0)} ({100 * (stats.get('duplicate_rate') or 0):.1f}%)"),
+        ("stat_chars", ", ".join(f"{k} {v:g}" for k, v in (quality.get("chars") or {}).items())),
+        ("stat_distinct", ", ".join(f"{k}-gram {v:.2f}" for k, v in (quality.get("distinct") or {}).items())),
+        ("stat_languages", ", ".join(f"{k}: {v}" for k, v in (quality.get("languages") or {}).items())),
+        ("stat_top_ngrams", ", ".join(f"{g} ({n})" for g, n in (quality.get("top_ngrams") or [])[:5])),
+    ]
+    warnings = [*(stats.get("warnings") or []), *(quality.get("warnings") or [])]
+    if warnings:
+        from llmloop.ui.errors import for_page
+
+        pairs.append(("stat_warnings", "; ".join(for_page(w, lang) for w in warnings)))
+    return facts(pairs, lang)
 
 
 def build(ctx: Ctx, lang: Any) -> None:
     import gradio as gr
 
     L, c = ctx.label, ctx.client
+    chosen = gr.State(None)  # the uploaded file's path on the UI's machine
     with gr.Row():
         with gr.Column(scale=1):
-            file = L(gr.File(label=ctx.t("data_file"), file_types=[".jsonl", ".json", ".csv", ".txt", ".parquet"],
-                             elem_id="data-file"), "data_file")
+            file = L(gr.UploadButton(ctx.t("data_pick_file"), file_types=[".jsonl", ".json", ".csv", ".txt", ".parquet"],
+                                     elem_id="data-file"), "data_pick_file", "label")
+            file_name = L(gr.Markdown(ctx.t("data_no_file_yet"), elem_id="data-file-name"), "data_no_file_yet", "value")
             name = L(gr.Textbox(label=ctx.t("data_name"), elem_id="data-name"), "data_name")
             fmt = L(gr.Dropdown(FORMATS, value="auto", label=ctx.t("data_format"), elem_id="data-format"), "data_format")
+            skip = L(gr.Checkbox(False, label=ctx.t("data_skip_invalid"), elem_id="data-skip-invalid"), "data_skip_invalid")
             with gr.Row():
                 validate = L(gr.Button(ctx.t("data_validate"), elem_id="data-validate"), "data_validate", "value")
                 upload = L(gr.Button(ctx.t("data_upload"), variant="primary", elem_id="data-upload"), "data_upload", "value")
         with gr.Column(scale=2):
             status = gr.Markdown(elem_id="data-status")
-            problems = L(gr.Dataframe(headers=PROBLEM_COLUMNS, label=ctx.t("data_problems"), interactive=False,
-                                      wrap=True, elem_id="data-problems"), "data_problems")
-    datasets = L(gr.Dataframe(headers=DATASET_COLUMNS, label=ctx.t("data_list"), interactive=False,
-                              elem_id="data-list"), "data_list")
+            problems = ctx.frame(PROBLEM_COLUMNS, "data_problems", wrap=True, elem_id="data-problems",
+                                 column_widths=["8%", "14%", "30%", "18%", "30%"])
+    datasets = ctx.frame(DATASET_COLUMNS, "data_list", elem_id="data-list")
     with gr.Row():
-        ref = L(gr.Textbox(label=ctx.t("data_ref"), elem_id="data-ref", scale=2), "data_ref")
+        ref = L(gr.Dropdown([], label=ctx.t("data_ref"), elem_id="data-ref", scale=2, allow_custom_value=True),
+                "data_ref")
         refresh = L(gr.Button(ctx.t("refresh"), elem_id="data-refresh"), "refresh", "value")
         show = L(gr.Button(ctx.t("data_show"), elem_id="data-show"), "data_show", "value")
-    versions = L(gr.Dataframe(headers=VERSION_COLUMNS, label=ctx.t("data_versions"), interactive=False,
-                              elem_id="data-versions"), "data_versions")
+    versions = ctx.frame(VERSION_COLUMNS, "data_versions", elem_id="data-versions", wrap=True)
     with gr.Row():
-        preview = L(gr.JSON(label=ctx.t("data_preview"), elem_id="data-preview"), "data_preview")
-        report = L(gr.JSON(label=ctx.t("data_stats"), elem_id="data-stats"), "data_stats")
+        prev_page = L(gr.Button(ctx.t("data_prev"), elem_id="data-prev", size="sm"), "data_prev", "value")
+        page = L(gr.Number(1, precision=0, minimum=1, label=ctx.t("data_page"), elem_id="data-page"), "data_page")
+        next_page = L(gr.Button(ctx.t("data_next"), elem_id="data-next", size="sm"), "data_next", "value")
+        page_note = gr.Markdown(elem_id="data-page-note")
+    preview = L(gr.Dataframe(label=ctx.t("data_preview"), interactive=False, wrap=True, elem_id="data-preview"),
+                "data_preview")
+    L(gr.Markdown(f"### {ctx.t('data_stats')}"), "data_stats_title", "value")
+    report = gr.Markdown(elem_id="data-stats")
     with gr.Accordion(ctx.t("data_curate"), open=False) as curate:
         L(curate, "data_curate")
         with gr.Row():
@@ -82,53 +130,109 @@ def build(ctx: Ctx, lang: Any) -> None:
         gen_progress = gr.HTML(elem_id="gen-progress")
         gen_timer = gr.Timer(1.0, active=False)
 
-    def list_all() -> list[list[Any]]:
+    def summaries() -> list[dict[str, Any]]:
         try:
-            found = c.get("/data")
+            return list(c.get("/data"))
         except GatewayError:
             return []
-        return [[d["name"], d["kind"], d["versions"], d["latest"]["version"]] for d in found]
 
-    def problem_rows(found: list[dict[str, Any]]) -> list[list[Any]]:
-        return rows(found, PROBLEM_COLUMNS)
+    def list_all(lng: str | None = None) -> tuple:
+        found = summaries()
+        flat = [{"name": d["name"], "kind": d["kind"], "versions": d["versions"], "latest": d["latest"]["version"],
+                 "rows": d["latest"].get("row_count")} for d in found]
+        refs = [d["name"] for d in found]
+        return table(flat, DATASET_COLUMNS, lng or ctx.lang0), gr.update(choices=refs)
+
+    def on_file(path: str | None, lng: str) -> tuple:
+        from pathlib import Path
+
+        return path, t("data_file_chosen", lng, name=Path(path).name) if path else t("data_no_file_yet", lng)
+
+    def problem_table(found: list[dict[str, Any]], lng: str) -> Any:
+        from llmloop.ui.errors import for_page
+
+        for p in found:
+            p["fix"] = for_page(str(p.get("fix", "")), lng)
+            p["row"] = p.get("row") if p.get("row") is not None else t("data_whole_file", lng)
+        return table(found, PROBLEM_COLUMNS, lng)
 
     def on_validate(path: str | None, fmt_: str, lng: str) -> tuple:
         if not path:
-            return [], ctx_t("data_no_file", lng)
+            return gr.skip(), ctx_t("data_no_file", lng)
         try:
             v = c.upload("/data/validate", path, format=fmt_)
         except GatewayError as e:
             return fail(e, lng, 2)
+        if not v["format"]:
+            return problem_table(v["problems"], lng), ctx_t("data_format_unknown", lng, rows=v["rows_read"])
         key = "data_valid" if not v["problems"] else "data_invalid"
-        return problem_rows(v["problems"]), ctx_t(key, lng, rows=v["rows_read"], valid=v["rows_valid"],
-                                                  format=v["format"] or "?", kind=v["kind"] or "?")
+        return problem_table(v["problems"], lng), ctx_t(key, lng, rows=v["rows_read"], valid=v["rows_valid"],
+                                                        format=v["format"], kind=v["kind"] or "?")
 
-    def on_upload(path: str | None, name_: str, fmt_: str, lng: str) -> tuple:
+    def on_upload(path: str | None, name_: str, fmt_: str, skip_: bool, lng: str) -> tuple:
         if not path:
-            return [], gr.skip(), ctx_t("data_no_file", lng)
+            return gr.skip(), gr.skip(), gr.skip(), ctx_t("data_no_file", lng)
+        if not (name_ or "").strip():
+            return gr.skip(), gr.skip(), gr.skip(), ctx_t("data_name_needed", lng)
         try:
-            r = c.upload("/data/upload", path, name=name_, format=fmt_)
+            r = c.upload("/data/upload", path, name=name_.strip(), format=fmt_, skip_invalid=str(bool(skip_)).lower())
         except GatewayError as e:
             try:  # the rows, as a table, next to the gateway's refusal
-                found = problem_rows(c.upload("/data/validate", path, format=fmt_)["problems"])
+                found = problem_table(c.upload("/data/validate", path, format=fmt_)["problems"], lng)
             except GatewayError:
-                found = []
-            return found, gr.skip(), ctx_t("error", lng, msg=e)
+                found = gr.skip()
+            return (found, gr.skip(), gr.skip(), error_text(e, lng))
         v = r["version"]
-        return [], list_all(), ctx_t("data_uploaded", lng, name=v["dataset"], version=v["version"], rows=r["rows_kept"])
+        note = ctx_t("data_uploaded", lng, name=v["dataset"], version=v["version"], rows=r["rows_kept"])
+        if r.get("skipped"):
+            note += " " + ctx_t("data_skipped", lng, n=len(r["skipped"]))
+        return (problem_table(r.get("skipped") or [], lng), *list_all(lng), note)
 
-    def on_show(ref_: str, lng: str) -> tuple:
+    def rows_page(ref_: str, number: float | None, lng: str) -> tuple:
+        number = max(1, int(number or 1))
+        found = c.get(f"/data/{ref_}/rows", n=PAGE_ROWS, offset=(number - 1) * PAGE_ROWS)
+        import pandas as pd
+
+        columns = list(dict.fromkeys(k for r in found for k in r))
+        frame = pd.DataFrame([[cell_text(r.get(k)) for k in columns] for r in found], columns=columns)
+        return frame, number
+
+    def on_show(ref_: str | None, lng: str) -> tuple:
+        if not ref_:
+            return (*[gr.skip()] * 5, ctx_t("data_pick_dataset", lng))
         try:
             name_ = ref_.split("@")[0]
+            vs = list(reversed(c.get(f"/data/{name_}/versions")))
+            frame, number = rows_page(ref_, 1, lng)
+            shown = next((v for v in vs if v["version"] == ref_.partition("@")[2]), vs[0] if vs else {})
+            total = shown.get("row_count") or 0
+            return (table(vs, VERSION_COLUMNS, lng), frame, number, page_text(number, total, lng),
+                    stats_facts(c.get(f"/data/{ref_}/stats"), c.get(f"/data/{ref_}/quality"), lng), "")
+        except GatewayError as e:
+            return fail(e, lng, 6)
+
+    def page_text(number: int, total: int, lng: str) -> str:
+        pages = max(1, -(-total // PAGE_ROWS))
+        return t("data_page_of", lng, page=number, pages=pages, rows=total)
+
+    def on_page(ref_: str | None, number: float | None, step: int, lng: str) -> tuple:
+        if not ref_:
+            return gr.skip(), gr.skip(), gr.skip(), ctx_t("data_pick_dataset", lng)
+        try:
+            name_, _, version = ref_.partition("@")
             vs = c.get(f"/data/{name_}/versions")
-            return rows(list(reversed(vs)), VERSION_COLUMNS), c.get(f"/data/{ref_}/rows", n=5), \
-                {"stats": c.get(f"/data/{ref_}/stats"), "quality": c.get(f"/data/{ref_}/quality")}, ""
+            shown = next((v for v in vs if v["version"] == version), vs[-1] if vs else {})
+            total = shown.get("row_count") or 0
+            pages = max(1, -(-total // PAGE_ROWS))
+            target = min(pages, max(1, int(number or 1) + step))
+            frame, target = rows_page(ref_, target, lng)
+            return frame, target, page_text(target, total, lng), ""
         except GatewayError as e:
             return fail(e, lng, 4)
 
     def on_dedup(ref_: str, m: str, th: float, lng: str) -> tuple:
         try:
-            return c.post(f"/data/{ref_}/dedup", {"method": m, "threshold": th}), list_all(), ""
+            return c.post(f"/data/{ref_}/dedup", {"method": m, "threshold": th}), list_all(lng)[0], ""
         except GatewayError as e:
             return fail(e, lng, 3)
 
@@ -141,7 +245,7 @@ def build(ctx: Ctx, lang: Any) -> None:
         if w.strip():
             rules["sensitive_words"] = [x.strip() for x in w.replace("，", ",").split(",") if x.strip()]
         try:
-            return c.post(f"/data/{ref_}/filter", {"rules": rules}), list_all(), ""
+            return c.post(f"/data/{ref_}/filter", {"rules": rules}), list_all(lng)[0], ""
         except GatewayError as e:
             return fail(e, lng, 3)
 
@@ -166,7 +270,7 @@ def build(ctx: Ctx, lang: Any) -> None:
             task = c.post("/data/generate", {"config": {"method": method_, "seeds": seeds, "name": name_,
                                                         "num": int(num or 20)}, "generator": generator})
         except GatewayError as e:
-            return None, gr.Timer(active=False), ctx_t("error", lng, msg=e)
+            return None, gr.Timer(active=False), error_text(e, lng)
         return task["id"], gr.Timer(active=True), progress_html(task, lng)
 
     def on_gen_tick(task_id: str | None, lng: str) -> tuple:
@@ -175,22 +279,27 @@ def build(ctx: Ctx, lang: Any) -> None:
         try:
             task = c.get(f"/tasks/{task_id}")
         except GatewayError as e:
-            return gr.Timer(active=False), ctx_t("error", lng, msg=e), gr.skip()
+            return gr.Timer(active=False), error_text(e, lng), gr.skip()
         running = task["status"] in ("queued", "running")
-        return gr.Timer(active=running), progress_html(task, lng), gr.skip() if running else list_all()
+        return gr.Timer(active=running), progress_html(task, lng), gr.skip() if running else list_all(lng)[0]
 
     gen_go.click(on_generate, [gen_method, gen_seeds, gen_name, gen_num, gen_kind, gen_url, gen_model, lang],
                  [gen_task, gen_timer, gen_progress])
     gen_timer.tick(on_gen_tick, [gen_task, lang], [gen_timer, gen_progress, datasets])
-    validate.click(on_validate, [file, fmt, lang], [problems, status])
-    upload.click(on_upload, [file, name, fmt, lang], [problems, datasets, status])
-    refresh.click(list_all, None, datasets)
-    show.click(on_show, [ref, lang], [versions, preview, report, status])
+    file.upload(on_file, [file, lang], [chosen, file_name])
+    validate.click(on_validate, [chosen, fmt, lang], [problems, status])
+    upload.click(on_upload, [chosen, name, fmt, skip, lang], [problems, datasets, ref, status])
+    refresh.click(list_all, lang, [datasets, ref])
+    show.click(on_show, [ref, lang], [versions, preview, page, page_note, report, status])
+    ref.input(on_show, [ref, lang], [versions, preview, page, page_note, report, status])
+    prev_page.click(lambda r, n, lng: on_page(r, n, -1, lng), [ref, page, lang], [preview, page, page_note, status])
+    next_page.click(lambda r, n, lng: on_page(r, n, 1, lng), [ref, page, lang], [preview, page, page_note, status])
+    page.submit(lambda r, n, lng: on_page(r, n, 0, lng), [ref, page, lang], [preview, page, page_note, status])
     dedup.click(on_dedup, [ref, method, threshold, lang], [result, datasets, status])
     filt.click(on_filter, [ref, min_chars, max_chars, words, lang], [result, datasets, status])
     diff.click(on_diff, [old, new, lang], [result, status])
     export.click(on_export, [ref, target, lang], [exported, status])
-    return list_all, [datasets]
+    return (lambda: list_all(ctx.lang0)), [datasets, ref]
 
 
 def ctx_t(key: str, lang: str, **fmt: Any) -> str:

@@ -8,12 +8,15 @@ import time
 from typing import Any
 
 from llmloop.ui.client import GatewayError
-from llmloop.ui.common import Ctx, progress_html, rows
+from llmloop.ui.common import Ctx, empty_table, facts, progress_html, table
+from llmloop.ui.errors import error_text
 from llmloop.ui.i18n import t
 
-VERSION_COLUMNS = ["name", "kind", "stage", "aliases", "parent", "job_id", "adapter_path", "created_at", "note"]
+VERSION_COLUMNS = ["name", "kind", "stage", "aliases", "parent", "job_id", "created_at", "note"]
+USER_VERSION_COLUMNS = ["name", "kind", "stage", "aliases", "parent"]
 ROUND_COLUMNS = ["id", "status", "production_version", "candidate_version", "started_at", "finished_at"]
 EVENT_COLUMNS = ["created_at", "round_id", "kind", "message", "actor"]
+TOTAL_COLUMNS = ["version", "requests_total", "thumbs_total"]
 MONITOR_SECONDS = 5.0
 SERIES = (("requests_per_s", "monitor_rate"), ("mean_latency_s", "monitor_latency"),
           ("error_ratio", "monitor_errors"), ("thumbs_up_ratio", "monitor_thumbs"))
@@ -30,7 +33,7 @@ def _task_poller(ctx: Ctx):  # noqa: ANN202
         try:
             task = ctx.client.get(f"/tasks/{tid}")
         except GatewayError as e:
-            return gr.Timer(active=False), t("error", lng, msg=e), gr.skip(), gr.skip()
+            return gr.Timer(active=False), error_text(e, lng), gr.skip(), gr.skip()
         if task["status"] in ("queued", "running"):
             return gr.Timer(active=True), progress_html(task, lng), gr.skip(), gr.skip()
         result = task.get("result")
@@ -98,7 +101,7 @@ def build_surgery(ctx: Ctx, lang: Any) -> None:
         try:
             task = c.post(path, {"config": config})
         except GatewayError as e:
-            return None, gr.Timer(active=False), t("error", lng, msg=e)
+            return None, gr.Timer(active=False), error_text(e, lng)
         return task["id"], gr.Timer(active=True), progress_html(task, lng)
 
     def on_merge_lora(version: str, name: str, lng: str) -> tuple:
@@ -124,7 +127,7 @@ def build_surgery(ctx: Ctx, lang: Any) -> None:
         try:
             return c.post("/models/select-checkpoint", {"config": {"job": job, "metric": metric}}), ""
         except GatewayError as e:
-            return gr.skip(), t("error", lng, msg=e)
+            return gr.skip(), error_text(e, lng)
 
     ml_go.click(on_merge_lora, [ml_version, ml_name, lang], [task_id, timer, progress])
     m_go.click(on_merge, [m_models, m_method, m_weights, m_t, m_density, lang], [task_id, timer, progress])
@@ -134,20 +137,78 @@ def build_surgery(ctx: Ctx, lang: Any) -> None:
     timer.tick(_task_poller(ctx), [task_id, lang], [timer, progress, result, chart])
 
 
+STATUS_FACTS = (("phase", "key_phase"), ("production", "key_production"), ("candidate", "key_candidate"),
+                ("round", "key_round"), ("paused", "key_paused"), ("votes_this_week", "key_votes_this_week"),
+                ("pending_pairs", "key_pending_pairs"), ("pending_feedback", "key_pending_feedback"),
+                ("next_trigger", "key_next_trigger"), ("rollout_stage", "key_rollout_stage"),
+                ("last_round", "key_last_round"))
+
+
+def status_facts(st: dict[str, Any] | None, lang: str) -> str:
+    if not st:
+        return ""
+    pairs = [(key, st.get(field)) for field, key in STATUS_FACTS if field in st]
+    for i, (key, v) in enumerate(pairs):
+        if key == "key_paused":
+            pairs[i] = (key, t("yes", lang) if v else t("no", lang))
+        elif key == "key_round" and isinstance(v, dict):
+            pairs[i] = (key, f"{v.get('id')}: {v.get('production')} → {v.get('candidate') or '—'}")
+    return facts(pairs, lang)
+
+
+def split_facts(split: dict[str, Any] | None, lang: str) -> str:
+    if not split:
+        return ""
+    shares = split.get("shares") or {}
+    lines = [f"| {t('col_name', lang)} | {t('col_share', lang)} |", "|---|---|"]
+    lines += [f"| {name} | {100 * share:.0f}% |" for name, share in shares.items()]
+    who = split.get("actor") or t("split_default", lang)
+    note = t("split_set_by", lang, who=who, reason=split.get("reason") or "—", when=split.get("created_at") or "—")
+    return "\n".join(lines) + "\n\n" + note
+
+
+def split_text(split: dict[str, Any] | None) -> str:
+    weights = (split or {}).get("weights") or {}
+    return ", ".join(f"{k}={v:g}" for k, v in weights.items())
+
+
+def parse_split(text: str) -> dict[str, float]:
+    """"production=90, candidate=10" → weights; ValueError naming the part it cannot read."""
+    weights: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.replace("，", ",").replace("\n", ",").split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(part) from None
+    if not weights:
+        raise ValueError(text)
+    return weights
+
+
 def build_models(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loader and its outputs
+    """Versions and aliases, the loop and the split; an admin's rollout actions, each one confirmed
+    with its consequence spelled out and a reason required (it lands in the loop's events, the alias
+    history or the split history — the audit log)."""
     import gradio as gr
 
     L, c = ctx.label, ctx.client
-    versions = L(gr.Dataframe(headers=VERSION_COLUMNS, label=ctx.t("models_table"), interactive=False,
-                              elem_id="models-table"), "models_table")
+    columns = VERSION_COLUMNS if ctx.annotator else USER_VERSION_COLUMNS
+    versions = ctx.frame(columns, "models_table", elem_id="models-table", wrap=True)
     refresh = L(gr.Button(ctx.t("refresh"), elem_id="models-refresh"), "refresh", "value")
     with gr.Row():
-        loop_status = L(gr.JSON(label=ctx.t("loop_status"), elem_id="loop-status"), "loop_status")
-        split = L(gr.JSON(label=ctx.t("traffic_split"), elem_id="traffic-split"), "traffic_split")
-    with gr.Row():
-        pick = L(gr.Textbox(label=ctx.t("surgery_version"), scale=2), "surgery_version")
-        show_lineage = L(gr.Button(ctx.t("models_lineage")), "models_lineage", "value")
-    lineage = L(gr.JSON(label=ctx.t("models_lineage")), "models_lineage")
+        with gr.Column():
+            L(gr.Markdown(f"### {ctx.t('loop_status')}"), "loop_status_title", "value")
+            loop_status = gr.Markdown(elem_id="loop-status")
+        with gr.Column():
+            L(gr.Markdown(f"### {ctx.t('traffic_split')}"), "traffic_split_title", "value")
+            split = gr.Markdown(elem_id="traffic-split")
+    with gr.Row(visible=ctx.annotator):
+        pick = L(gr.Textbox(label=ctx.t("surgery_version"), scale=2, elem_id="lineage-version"), "surgery_version")
+        show_lineage = L(gr.Button(ctx.t("models_lineage"), elem_id="lineage-show"), "models_lineage", "value")
+    lineage = gr.Markdown(elem_id="lineage")
     with gr.Group(visible=ctx.admin, elem_id="rollout-actions"):
         reason = L(gr.Textbox(label=ctx.t("rollout_reason"), elem_id="rollout-reason"), "rollout_reason")
         with gr.Row():
@@ -158,65 +219,114 @@ def build_models(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loade
             pause = L(gr.Button(ctx.t("rollout_pause"), elem_id="rollout-pause"), "rollout_pause", "value")
             resume = L(gr.Button(ctx.t("rollout_resume"), elem_id="rollout-resume"), "rollout_resume", "value")
         with gr.Row():
-            alias = L(gr.Textbox("production", label=ctx.t("alias_name")), "alias_name")
-            target = L(gr.Textbox(label=ctx.t("alias_version")), "alias_version")
+            alias = L(gr.Textbox("production", label=ctx.t("alias_name"), elem_id="alias-name"), "alias_name")
+            target = L(gr.Textbox(label=ctx.t("alias_version"), elem_id="alias-version"), "alias_version")
             set_alias = L(gr.Button(ctx.t("alias_set"), elem_id="alias-set"), "alias_set", "value")
+        with gr.Row():
+            split_edit = L(gr.Textbox(label=ctx.t("split_edit"), elem_id="split-edit", scale=3,
+                                      placeholder="production=90, candidate=10"), "split_edit")
+            set_split = L(gr.Button(ctx.t("split_set"), elem_id="split-set"), "split_set", "value")
+    with gr.Group(visible=False, elem_id="confirm-box", elem_classes=["llmloop-confirm"]) as confirm_box:
+        confirm_text = gr.Markdown(elem_id="confirm-text")
+        with gr.Row():
+            yes = L(gr.Button(ctx.t("confirm_yes"), variant="stop", elem_id="confirm-yes"), "confirm_yes", "value")
+            no = L(gr.Button(ctx.t("confirm_no"), elem_id="confirm-no"), "confirm_no", "value")
+    pending = gr.State(None)  # the action waiting for its confirmation
     if not ctx.admin:
         L(gr.Markdown(ctx.t("rollout_admin_only"), elem_id="rollout-admin-only"), "rollout_admin_only", "value")
     status = gr.Markdown(elem_id="rollout-status")
-    rounds = L(gr.Dataframe(headers=ROUND_COLUMNS, label=ctx.t("loop_rounds"), interactive=False), "loop_rounds")
-    events = L(gr.Dataframe(headers=EVENT_COLUMNS, label=ctx.t("loop_events"), interactive=False, wrap=True),
-               "loop_events")
+    rounds = ctx.frame(ROUND_COLUMNS, "loop_rounds", elem_id="loop-rounds", visible=ctx.annotator)
+    events = ctx.frame(EVENT_COLUMNS, "loop_events", elem_id="loop-events", wrap=True, visible=ctx.annotator)
 
     def piece(fn: Any, default: Any) -> Any:
         try:
             return fn()
-        except GatewayError as e:
-            return default if default is not None else {"error": str(e)}
+        except GatewayError:
+            return default
 
-    def load() -> tuple:
-        if not ctx.annotator:  # the versions the OpenAI API lists, no more
-            found = [{"name": m["id"], "kind": m.get("kind"), "aliases": m.get("aliases"), "parent": m.get("parent")}
-                     for m in c.models() if m.get("kind")]
-            return rows(found, VERSION_COLUMNS), None, None, [], []
+    def load(lng: str | None = None) -> tuple:
+        lng = lng or ctx.lang0
+        if not ctx.annotator:  # what the OpenAI API lists: versions (an alias is shown on its version)
+            cards = piece(c.models, [])
+            found = [{"name": m["id"], "kind": m.get("kind"), "stage": m.get("stage"), "aliases": m.get("aliases"),
+                      "parent": m.get("parent")} for m in cards
+                     if m.get("kind") and (not m.get("root") or m.get("root") == m["id"])]
+            return (table(found, columns, lng), "", "", "", empty_table(ROUND_COLUMNS, lng),
+                    empty_table(EVENT_COLUMNS, lng))
         hist = piece(lambda: c.get("/loop/history", limit=50), {"rounds": [], "events": []})
-        return (rows(piece(lambda: c.get("/models"), []), VERSION_COLUMNS), piece(lambda: c.get("/loop/status"), None),
-                piece(lambda: c.get("/loop/split"), None), rows(hist["rounds"], ROUND_COLUMNS),
-                rows(hist["events"], EVENT_COLUMNS))
+        current = piece(lambda: c.get("/loop/split"), None)
+        return (table(piece(lambda: c.get("/models"), []), columns, lng),
+                status_facts(piece(lambda: c.get("/loop/status"), None), lng), split_facts(current, lng),
+                split_text(current), table(hist["rounds"], ROUND_COLUMNS, lng), table(hist["events"], EVENT_COLUMNS, lng))
 
-    outputs = [versions, loop_status, split, rounds, events]
+    outputs = [versions, loop_status, split, split_edit, rounds, events]
+    hide = gr.update(visible=False)
 
-    def act(path: str, payload: Any) -> Any:
-        def run(why: str, lng: str) -> tuple:
-            try:
-                r = c.post(path, payload(why))
-            except GatewayError as e:
-                return (*[gr.skip()] * len(outputs), t("error", lng, msg=e))
-            message = r.get("message") if isinstance(r, dict) and r.get("message") else t("done", lng)
-            return (*load(), message)
+    def ask(action: str) -> Any:
+        """First click: check the request, then spell out what it will do and wait for the second."""
+        def run(why: str, name: str, version: str, weights: str, lng: str) -> tuple:
+            if not (why or "").strip():
+                return None, hide, "", t("reason_needed", lng)
+            st = piece(lambda: c.get("/loop/status"), {}) or {}
+            prod, cand = st.get("production") or "—", st.get("candidate") or "—"
+            payload: dict[str, Any] = {"reason": why.strip()}
+            if action == "alias":
+                if not name.strip() or not version.strip():
+                    return None, hide, "", t("alias_needed", lng)
+                payload.update(alias=name.strip(), version=version.strip())
+                text = t("confirm_alias", lng, alias=name.strip(), version=version.strip())
+            elif action == "split":
+                try:
+                    payload["weights"] = parse_split(weights or "")
+                except ValueError as e:
+                    return None, hide, "", t("split_bad", lng, part=str(e))
+                text = t("confirm_split", lng, split=", ".join(f"{k}={v:g}" for k, v in payload["weights"].items()))
+            else:
+                text = t(f"confirm_{action}", lng, production=prod, candidate=cand)
+            return ({"action": action, "payload": payload}, gr.update(visible=True),
+                    text + "\n\n" + t("confirm_reason", lng, reason=why.strip()), "")
         return run
 
-    def on_alias(name: str, version: str, why: str, lng: str) -> tuple:
+    def on_yes(todo: dict | None, lng: str) -> tuple:
+        if not todo:
+            return (None, hide, *[gr.skip()] * len(outputs), gr.skip(), t("confirm_nothing", lng))
+        action, payload = todo["action"], todo["payload"]
         try:
-            c.put(f"/models/aliases/{name.strip()}", {"version": version.strip(), "reason": why})
+            if action == "alias":
+                c.put(f"/models/aliases/{payload['alias']}", {"version": payload["version"], "reason": payload["reason"]})
+                note = t("alias_moved", lng, alias=payload["alias"], version=payload["version"])
+            elif action == "split":
+                view = c.put("/loop/split", {"weights": payload["weights"], "reason": payload["reason"]})
+                note = t("split_changed", lng, split=split_text(view))
+            else:
+                r = c.post(f"/loop/{action}", {"reason": payload["reason"]})
+                note = t(f"done_{action}", lng, production=(r or {}).get("production") or "—")
         except GatewayError as e:
-            return (*[gr.skip()] * len(outputs), t("error", lng, msg=e))
-        return (*load(), t("alias_moved", lng, alias=name, version=version))
+            return (None, hide, *[gr.skip()] * len(outputs), gr.skip(), error_text(e, lng))
+        return (None, hide, *load(lng), "", note)
 
-    def on_lineage(name: str, lng: str) -> Any:
-        try:
-            return c.get(f"/models/{name.strip()}/lineage")
-        except GatewayError as e:
-            return {"error": str(e)}
+    refresh.click(load, lang, outputs)
+    show_lineage.click(lambda name, lng: lineage_text(c, name, lng), [pick, lang], lineage)
+    ask_inputs = [reason, alias, target, split_edit, lang]
+    for button, action in ((promote, "promote"), (rollback, "rollback"), (pause, "pause"), (resume, "resume"),
+                           (set_alias, "alias"), (set_split, "split")):
+        button.click(ask(action), ask_inputs, [pending, confirm_box, confirm_text, status])
+    yes.click(on_yes, [pending, lang], [pending, confirm_box, *outputs, reason, status])
+    no.click(lambda lng: (None, hide, t("confirm_cancelled", lng)), lang, [pending, confirm_box, status])
+    return (lambda: load(ctx.lang0)), outputs
 
-    refresh.click(load, None, outputs)
-    show_lineage.click(on_lineage, [pick, lang], lineage)
-    promote.click(act("/loop/promote", lambda why: {"reason": why}), [reason, lang], [*outputs, status])
-    rollback.click(act("/loop/rollback", lambda why: {"reason": why}), [reason, lang], [*outputs, status])
-    pause.click(act("/loop/pause", lambda why: {"reason": why}), [reason, lang], [*outputs, status])
-    resume.click(act("/loop/resume", lambda why: {"reason": why}), [reason, lang], [*outputs, status])
-    set_alias.click(on_alias, [alias, target, reason, lang], [*outputs, status])
-    return load, outputs
+
+def lineage_text(c: Any, name: str, lng: str) -> str:
+    try:
+        found = c.get(f"/models/{name.strip()}/lineage")
+    except GatewayError as e:
+        return error_text(e, lng)
+    chain = " ← ".join(f"{v['name']} ({v.get('stage') or v.get('kind')})" for v in found["ancestry"])
+    surgery = found.get("surgery")
+    if surgery:
+        chain += "\n\n" + t("lineage_surgery", lng, op=surgery.get("operation", "?"),
+                             parents=", ".join(surgery.get("parents") or []))
+    return chain
 
 
 def build_monitor(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the timer's loader and outputs
@@ -237,22 +347,23 @@ def build_monitor(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the timer's lo
         for _field, key in SERIES[2:]:
             plots.append(L(gr.LinePlot(empty, x=x, y="value", color="version", label=ctx.t(key), height=220,
                                        elem_id=f"monitor-{_field}"), key))
-    totals = L(gr.Dataframe(headers=["version", "requests_total", "thumbs_total"], label=ctx.t("monitor_totals"),
-                            interactive=False, elem_id="monitor-totals"), "monitor_totals")
+    totals = ctx.frame(TOTAL_COLUMNS, "monitor_totals", elem_id="monitor-totals")
     timer = gr.Timer(MONITOR_SECONDS, active=True)
 
-    def load() -> tuple:
+    def load(lng: str | None = None) -> tuple:
+        lng = lng or ctx.lang0
         try:
             series = c.get("/monitor")["versions"]
         except GatewayError:
-            return (*[empty] * len(SERIES), [])
+            return (*[empty] * len(SERIES), empty_table(TOTAL_COLUMNS, lng))
         frames, now = [], time.time()
         for field, _key in SERIES:
             data = [(round(p["time"] - now, 1), p[field], v) for v, pts in series.items() for p in pts
                     if p[field] is not None]
             frames.append(pd.DataFrame(data, columns=[x, "value", "version"]) if data else empty)
-        last = [[v, pts[-1]["requests_total"], pts[-1]["thumbs_total"]] for v, pts in series.items() if pts]
-        return (*frames, last)
+        last = [{"version": v, "requests_total": pts[-1]["requests_total"], "thumbs_total": pts[-1]["thumbs_total"]}
+                for v, pts in series.items() if pts]
+        return (*frames, table(last, TOTAL_COLUMNS, lng))
 
-    timer.tick(load, None, [*plots, totals])
-    return load, [*plots, totals]
+    timer.tick(load, lang, [*plots, totals])
+    return (lambda: load(ctx.lang0)), [*plots, totals]
