@@ -18,14 +18,34 @@ def test_presets_and_validation(api) -> None:
     presets = api.annotator.get("/api/v1/train/presets").json()
     assert {"pt", "sft", "dpo"} <= {p["stage"] for p in presets}
     assert all(p["yaml"].startswith("# llmloop train") for p in presets)
+    unknown = api.annotator.post("/api/v1/train/validate", json={"stage": "sft", "yaml": CONFIG}).json()
+    assert not unknown["ok"] and "faq" in unknown["problems"][0]  # the dataset is not stored (yet): refused
+    e = error(api.admin.post("/api/v1/train/jobs", json={"stage": "sft", "yaml": CONFIG}), 400)
+    assert "dataset" in e["message"] and "faq" in e["message"]  # and no job is queued for it
+    assert api.annotator.get("/api/v1/train/jobs").json() == []
+    _upload(api)
     ok = api.annotator.post("/api/v1/train/validate", json={"stage": "sft", "yaml": CONFIG}).json()
     assert ok["ok"] and ok["config"]["max_steps"] == 4 and ok["config"]["lora"]["r"] > 0
+    wrong_kind = api.annotator.post("/api/v1/train/validate", json={"stage": "dpo", "yaml": CONFIG}).json()
+    assert not wrong_kind["ok"] and "preference" in wrong_kind["problems"][0]  # sft rows for a dpo stage
     bad = api.annotator.post("/api/v1/train/validate", json={"stage": "sft", "yaml": "model: v1.0\nlearning_rat: 1\n",
                                                              "overrides": ["max_steps=lots"]}).json()
     assert not bad["ok"] and len(bad["problems"]) == 3  # dataset missing, unknown key, bad number
     assert any("learning_rat" in p for p in bad["problems"]) and any("max_steps" in p for p in bad["problems"])
     e = error(api.admin.post("/api/v1/train/jobs", json={"stage": "sft", "yaml": "model: v1.0\n"}), 400)
     assert "dataset" in e["message"]  # refused before anything is queued
+
+
+def test_every_shipped_stage_is_offered_with_its_fields(api) -> None:
+    from llmloop.train.config import STAGES
+
+    stages = api.annotator.get("/api/v1/train/stages").json()
+    assert tuple(s["stage"] for s in stages) == STAGES and len(STAGES) == 8
+    dpo = next(s for s in stages if s["stage"] == "dpo")
+    assert dpo["fields"]["beta"]["default"] == 0.1 and dpo["fields"]["dataset"]["required"]
+    for stage in STAGES:  # the request model takes each one (was pt | sft | dpo only)
+        r = api.annotator.post("/api/v1/train/validate", json={"stage": stage, "yaml": "model: v1.0\n"})
+        assert r.status_code == 200 and not r.json()["ok"], (stage, r.text)
 
 
 def wait_job(client, job_id: str, statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled"),  # noqa: ANN001

@@ -38,6 +38,8 @@ class ArenaService:
         self.db, self.engine, self.pool, self.lanes, self.metrics, self.writer = db, engine, pool, lanes, metrics, writer
 
     def contenders(self) -> tuple[ModelVersion, ModelVersion]:
+        """Production against the candidate; without one (or when it is production), against the other
+        version the traffic split sends users to; only with neither, production against itself."""
         try:
             production = registry.get(self.db, PRODUCTION)
         except registry.VersionNotFound:
@@ -47,6 +49,16 @@ class ArenaService:
             candidate = registry.get(self.db, CANDIDATE)
         except registry.VersionNotFound:
             candidate = production
+        if candidate.name == production.name:
+            routing, _ = self.pool.current_routing()
+            for name, share in sorted(routing.normalised().items(), key=lambda kv: -kv[1]):
+                try:
+                    other = registry.get(self.db, name)
+                except registry.VersionNotFound:
+                    continue
+                if share > 0 and other.name != production.name and other.kind == "chat":
+                    candidate = other
+                    break
         if candidate.kind != "chat" or production.kind != "chat":
             raise ServingError("the arena compares chat models; 'production' and 'candidate' must be chat versions",
                                status=503, type="server_error", code="not_chat")
@@ -77,7 +89,7 @@ class ArenaService:
         battle_id = new_id("battle")
         answers = tuple((new_id("chatcmpl"), version.name, g.text) for version, g in pairs)
         self.writer.write([BattleOp(battle_id=battle_id, user_id=user_id, messages=messages, answers=answers)])
-        return p.ArenaResponse(battle_id=battle_id, answers=[
+        return p.ArenaResponse(battle_id=battle_id, same_version=production.name == candidate.name, answers=[
             p.ArenaAnswer(slot=slot, content=text, request_id=rid) for slot, (rid, _, text) in zip("ab", answers)])
 
 
