@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from llmloop.serve.process import GatewayProcess
-from llmloop.store import apikeys, registry
+from llmloop.store import apikeys, registry, traffic
 from llmloop.store.db import Database
 from llmloop.workspace import Workspace
 
@@ -48,14 +48,17 @@ SFT_ROWS = [{"instruction": f"How do I reset device {i}?", "output": f"Hold the 
 
 @pytest.fixture(scope="module")
 def ui_home(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[tuple[Path, Database]]:
-    """A workspace with v1.0 (the tiny model) as production, an sft dataset ``faq``, and one API key
-    per role (``keys``), shared by the module's tests."""
+    """A workspace with v1.0 (the tiny model) as production, v1.1 (the same weights, another version)
+    beside it in a 50/50 traffic split and no candidate alias (the arena must still pit two different
+    versions), an sft dataset ``faq``, and one API key per role (``keys``), shared by the module's tests."""
     from llmloop.data.importer import import_file
 
     home = tmp_path_factory.mktemp("ui_home")
     db = Database(Workspace(home=home, database_url=f"sqlite:///{home / 'llmloop.db'}").ensure())
     registry.register(db, name="v1.0", kind="chat", base_model=str(tiny_model_dir))
     registry.set_alias(db, "production", "v1.0")
+    registry.register(db, name="v1.1", kind="chat", base_model=str(tiny_model_dir), parent="v1.0")
+    traffic.set_split(db, {"production": 50, "v1.1": 50}, reason="A/B for the UI tests", actor="tests")
     faq = home / "faq.jsonl"
     faq.write_text("".join(json.dumps(r) + "\n" for r in SFT_ROWS), encoding="utf-8")
     import_file(db, faq, name="faq")
@@ -65,9 +68,11 @@ def ui_home(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> I
 
 @pytest.fixture(scope="module")
 def keys(ui_home: tuple[Path, Database]) -> dict[str, str]:
-    """role → API key (created before the gateway starts: auth is on)."""
+    """role → API key (created before the gateway starts: auth is on). The user key acts as ``alice``."""
     _, db = ui_home
-    return {role: apikeys.create_key(db, name=f"ui-{role}", role=role)[0] for role in ("annotator", "admin")}
+    out = {role: apikeys.create_key(db, name=f"ui-{role}", role=role)[0] for role in ("annotator", "admin")}
+    out["user"] = apikeys.create_key(db, name="ui-user", role="user", user_id="alice")[0]
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +89,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _launch_ui(gateway: str, key: str) -> Iterator[str]:
+def _launch_ui(gateway: str, key: str, language: str = "en") -> Iterator[str]:
     pytest.importorskip("gradio")
     from llmloop.ui.app import build_ui
     from llmloop.ui.client import GatewayClient
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     client = GatewayClient(gateway, key)
-    blocks = build_ui(client)
+    blocks = build_ui(client, default_language=language)
     port = _free_port()
     blocks.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     url = f"http://127.0.0.1:{port}"
@@ -117,6 +122,12 @@ def ui_url(gateway: str, keys: dict[str, str]) -> Iterator[str]:
 def annotator_ui_url(gateway: str, keys: dict[str, str]) -> Iterator[str]:
     """The UI started with an annotator key."""
     yield from _launch_ui(gateway, keys["annotator"])
+
+
+@pytest.fixture(scope="module")
+def user_ui_url(gateway: str, keys: dict[str, str]) -> Iterator[str]:
+    """The UI started with a plain user key, in Chinese (a voter's UI)."""
+    yield from _launch_ui(gateway, keys["user"], language="zh")
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +164,13 @@ def page(browser, ui_url: str):  # noqa: ANN001, ANN201
 @pytest.fixture
 def annotator_page(browser, annotator_ui_url: str):  # noqa: ANN001, ANN201
     context, pg = _open(browser, annotator_ui_url)
+    yield pg
+    context.close()
+
+
+@pytest.fixture
+def user_page(browser, user_ui_url: str):  # noqa: ANN001, ANN201
+    context, pg = _open(browser, user_ui_url)
     yield pg
     context.close()
 

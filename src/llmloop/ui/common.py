@@ -4,6 +4,7 @@ small renderers (tables, a progress bar with ETA). Rendering only — no decisio
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,9 +44,19 @@ class Ctx:
         return component
 
 
+_ISO = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d)(?::\d\d(?:\.\d+)?)?(?:\+00:00|Z)?")
+
+
+def short_times(text: str) -> str:
+    """ISO timestamps as "2026-12-06 03:40" (UTC, to the minute): what a person reads."""
+    return _ISO.sub(r"\1 \2", text)
+
+
 def rows(items: list[dict[str, Any]], columns: list[str]) -> list[list[Any]]:
-    """Dicts → table rows; lists and dicts become short text."""
+    """Dicts → table rows; lists and dicts become short text, timestamps to the minute."""
     def cell(v: Any) -> Any:
+        if isinstance(v, str):
+            return short_times(v)
         if isinstance(v, (list, tuple)):
             return ", ".join(str(x) for x in v)
         if isinstance(v, dict):
@@ -138,7 +149,7 @@ def facts(pairs: list[tuple[str, Any]], lang: str) -> str:
             v = ", ".join(f"{k}: {cell(x)}" for k, x in v.items())
         if isinstance(v, (list, tuple)):
             v = ", ".join(str(x) for x in v)
-        return html.escape(str(v)).replace("|", "\\|").replace("\n", " ")
+        return html.escape(short_times(str(v))).replace("|", "\\|").replace("\n", " ")
     lines = [f"| {t('facts_what', lang)} | {t('facts_value', lang)} |", "|---|---|"]
     lines += [f"| {t(key, lang)} | {cell(v)} |" for key, v in pairs]
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from llmloop.ui.i18n import t
 # (pattern, i18n key of the replacement; the match's groups are its placeholders)
 _CLI_HINTS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r",? ?pass --skip-invalid\.?"), "hint_skip_invalid"),
+    (re.compile(r"\(from --set\)"), "hint_from_set"),
     (re.compile(r"add `([\w.]+): …` to the file or pass --set [\w.]+=…"), "hint_add"),
     (re.compile(r"(?:fix (\S+) in the file or )?pass --set ([\w.]+)=…"), "hint_set"),
     (re.compile(r"e\.g\. --set ([\w.]+=\S+)"), "hint_set_example"),
