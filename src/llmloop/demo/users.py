@@ -20,6 +20,10 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 _LATIN_WORDS = re.compile(r"[A-Za-z]{3,}[^A-Za-z\u4e00-\u9fff]+[A-Za-z]{3,}")
 
 
+def has_cjk(text: str) -> bool:
+    return bool(_CJK.search(text))
+
+
 def offers_help(answer: str) -> bool:
     tail = answer.strip()[-60:].lower()
     return any(o in tail for o in _OFFERS)
