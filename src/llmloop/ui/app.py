@@ -34,7 +34,8 @@ def build_ui(client: GatewayClient, *, default_language: str = "en", role: str |
     who = client.whoami() if role is None else {"role": role, "user": None}
     role = who["role"] if who else None
     tables: list[tuple[Any, list[str]]] = []
-    ctx = Ctx(client=client, lang0=lang0, role=role, label=L, tables=tables)
+    reloads: list[tuple[Callable[[str], Any], list[Any]]] = []
+    ctx = Ctx(client=client, lang0=lang0, role=role, label=L, tables=tables, reloads=reloads)
     loaders: list[tuple[Callable[[], Any], list[Any]]] = []
     with gr.Blocks(title="llmloop") as ui:
         gr.HTML(f"<style>{CSS}</style>", padding=False)  # here, not Blocks(css=…): the mounted UI gets it too
@@ -103,7 +104,9 @@ def build_ui(client: GatewayClient, *, default_language: str = "en", role: str |
             relabelled = [relabel_frame(v, cols, lng) for v, (_, cols) in zip(values, tables, strict=True)]
             return [lng, *updates, *relabelled]
 
-        language.change(on_language, [language, *frames], [lang, *components, *frames])
+        switched = language.change(on_language, [language, *frames], [lang, *components, *frames])
+        for reload, outputs in reloads:  # what is drawn from the gateway's data (status tables …), redrawn
+            switched = switched.then(reload, lang, outputs)
         del header
     return ui
 

@@ -29,9 +29,16 @@ class Ctx:
         return self.role == "admin"
 
     tables: list[tuple[Any, list[str]]] | None = None  # (Dataframe, its columns): relabelled on a language switch
+    reloads: list[tuple[Callable[[str], Any], list[Any]]] | None = None  # (load(lang), outputs): rerun on a switch
 
     def t(self, key: str, **fmt: Any) -> str:
         return t(key, self.lang0, **fmt)
+
+    def on_switch(self, load: Callable[[str], Any], outputs: list[Any]) -> tuple[Callable[[], Any], list[Any]]:
+        """Register ``load(lang)`` to redraw ``outputs`` when the language changes; returns the page-load pair."""
+        if self.reloads is not None:
+            self.reloads.append((load, outputs))
+        return (lambda: load(self.lang0)), outputs
 
     def frame(self, columns: list[str], i18n_key: str, **kwargs: Any) -> Any:
         """A read-only table whose label and headers follow the page's language."""

@@ -299,7 +299,7 @@ def build(ctx: Ctx, lang: Any) -> None:
     filt.click(on_filter, [ref, min_chars, max_chars, words, lang], [result, datasets, status])
     diff.click(on_diff, [old, new, lang], [result, status])
     export.click(on_export, [ref, target, lang], [exported, status])
-    return (lambda: list_all(ctx.lang0)), [datasets, ref]
+    return ctx.on_switch(list_all, [datasets, ref])
 
 
 def ctx_t(key: str, lang: str, **fmt: Any) -> str:

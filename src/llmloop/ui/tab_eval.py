@@ -174,4 +174,4 @@ def build(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loader
     sheet.click(on_sheet, [pick, lang], [download, review_id, status])
     review_import.click(on_import, [review_id, filled, lang], status)
     report.click(on_report, [run_id, fmt, lang], [download, status])
-    return (lambda: load(ctx.lang0)), [comparisons, board, board_note]
+    return ctx.on_switch(load, [comparisons, board, board_note])

@@ -313,7 +313,7 @@ def build_models(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loade
         button.click(ask(action), ask_inputs, [pending, confirm_box, confirm_text, status])
     yes.click(on_yes, [pending, lang], [pending, confirm_box, *outputs, reason, status])
     no.click(lambda lng: (None, hide, t("confirm_cancelled", lng)), lang, [pending, confirm_box, status])
-    return (lambda: load(ctx.lang0)), outputs
+    return ctx.on_switch(load, outputs)
 
 
 def lineage_text(c: Any, name: str, lng: str) -> str:

@@ -94,7 +94,25 @@ def build(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loader
             return []
         return [x[label] if isinstance(x, dict) else str(x) for x in found]
 
+    def raw_values(st: str, text: str) -> list[Any]:
+        """The form's values: the YAML's, the stage's defaults beneath them."""
+        try:
+            data = yaml.safe_load(text or "") or {}
+        except yaml.YAMLError:
+            data = {}
+        base = defaults(st)
+        out = []
+        for key, _, _ in FORM:
+            value = _get(data, key) if isinstance(data, dict) else None
+            out.append(_get(base, key) if value is None else value)
+        return out
+
+    def form_values(st: str, text: str) -> list[Any]:
+        """The form filled from the YAML; hidden where the stage lacks the key."""
+        return [gr.update(value=v, visible=has(st, k)) for (k, _, _), v in zip(FORM, raw_values(st, text), strict=True)]
+
     first = default("sft")
+    start = raw_values("sft", by_stage.get("sft", {}).get(first or "", ""))
     with gr.Row():
         stage = L(gr.Dropdown([(f"{s} — {t(f'stage_{s}', ctx.lang0)}", s) for s in stage_names], value="sft",
                               label=ctx.t("train_stage"), elem_id="train-stage"), "train_stage")
@@ -104,18 +122,18 @@ def build(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loader
         L(form_box, "train_form")
         widgets: dict[str, Any] = {}
         with gr.Row():
-            for key, label, kind in FORM:
+            for (key, label, kind), value in zip(FORM, start, strict=True):
                 elem = "form-" + key.replace(".", "-").replace("_", "-")
                 if kind == "model":
-                    w = gr.Dropdown(choices("/models", "name") + ["production", "candidate"], label=ctx.t(label),
-                                    allow_custom_value=True, elem_id=elem, min_width=200)
+                    w = gr.Dropdown(choices("/models", "name") + ["production", "candidate"], value=value,
+                                    label=ctx.t(label), allow_custom_value=True, elem_id=elem, min_width=200)
                 elif kind == "dataset":
-                    w = gr.Dropdown(choices("/data", "name"), label=ctx.t(label), allow_custom_value=True,
-                                    elem_id=elem, min_width=200)
+                    w = gr.Dropdown(choices("/data", "name"), value=value, label=ctx.t(label),
+                                    allow_custom_value=True, elem_id=elem, min_width=200)
                 elif isinstance(kind, tuple):
-                    w = gr.Dropdown(list(kind), label=ctx.t(label), elem_id=elem, min_width=140)
+                    w = gr.Dropdown(list(kind), value=value, label=ctx.t(label), elem_id=elem, min_width=140)
                 else:
-                    w = gr.Number(label=ctx.t(label), precision=0 if kind == "int" else None, elem_id=elem,
+                    w = gr.Number(value, label=ctx.t(label), precision=0 if kind == "int" else None, elem_id=elem,
                                   min_width=140)
                 widgets[key] = L(w, label)
     with gr.Accordion(ctx.t("train_yaml"), open=False, elem_id="train-yaml") as yaml_box:
@@ -161,20 +179,6 @@ def build(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loader
                 j["error"] = for_page(str(j["error"]), lng)[:200]
         return table(found, JOB_COLUMNS, lng)
 
-    def form_values(st: str, text: str) -> list[Any]:
-        """The form filled from the YAML, the stage's defaults beneath it; hidden where the stage lacks the key."""
-        try:
-            data = yaml.safe_load(text or "") or {}
-        except yaml.YAMLError:
-            data = {}
-        base = defaults(st)
-        out = []
-        for key in keys:
-            value = _get(data, key) if isinstance(data, dict) else None
-            if value is None:
-                value = _get(base, key)
-            out.append(gr.update(value=value, visible=has(st, key)))
-        return out
 
     def on_stage(st: str) -> tuple:
         name = default(st)
@@ -284,6 +288,4 @@ def build(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loader
     resume.click(on_resume, [pick, lang], [task_id, timer, status])
     refresh.click(list_jobs, lang, jobs)
 
-    def load() -> tuple:
-        return (list_jobs(ctx.lang0), *form_values("sft", by_stage.get("sft", {}).get(first or "", "")))
-    return load, [jobs, *form]
+    return ctx.on_switch(list_jobs, [jobs])
