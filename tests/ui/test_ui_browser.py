@@ -270,7 +270,7 @@ def test_train_offers_every_stage_validates_datasets_and_runs_from_the_form(page
     _text_in(page, "#train-jobs", job.id)
     page.locator("#train-curve svg, #train-curve canvas").first.wait_for()  # vega drew the curve
     screenshot(page, "train")
-    page.locator("#train-jobs").get_by_text(job.id).first.click()  # a click on the job follows it
+    page.locator("#train-jobs span.text:not(.header)", has_text=job.id).last.click()  # a click follows the job
     page.wait_for_function("(id) => document.querySelector('#train-job-id textarea').value === id", arg=job.id)
 
 
