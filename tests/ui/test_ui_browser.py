@@ -266,7 +266,8 @@ def test_train_offers_every_stage_validates_datasets_and_runs_from_the_form(page
     assert job.status == "succeeded" and len(steps) == 12 and steps[-1]["loss"] < steps[0]["loss"]
     assert job.config["dataset"] == "faq" and job.config["max_steps"] == 12  # what the form said
     log = _value(page, "#train-log")
-    assert " INFO " in log and "{'" not in log and '{"' not in log  # the job's own records, no dumps
+    assert " INFO llmloop" in log and "{'" not in log and '{"' not in log and "LlamaConfig" not in log  # no dumps
+    assert not page.locator("#form-beta").is_visible()  # sft has no beta
     _text_in(page, "#train-jobs", job.id)
     page.locator("#train-curve svg, #train-curve canvas").first.wait_for()  # vega drew the curve
     screenshot(page, "train")

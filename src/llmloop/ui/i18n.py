@@ -132,7 +132,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "eval_review_export": {"en": "Human-review sheet", "zh": "导出人工评审表"},
     "eval_samples": {"en": "Samples", "zh": "样本"},
     "eval_review_id": {"en": "Review id", "zh": "评审 ID"},
-    "eval_review_file": {"en": "Filled review sheet", "zh": "已填写的评审表"},
+    "eval_review_file": {"en": "Choose the filled review sheet (csv, xlsx)", "zh": "选择已填写的评审表（csv、xlsx）"},
     "eval_review_import": {"en": "Import review", "zh": "导入评审"},
     "eval_run_id": {"en": "Run id", "zh": "运行 ID"},
     "eval_report_format": {"en": "Report format", "zh": "报告格式"},

@@ -86,8 +86,8 @@ def build(ctx: Ctx, lang: Any) -> None:
         page = L(gr.Number(1, precision=0, minimum=1, label=ctx.t("data_page"), elem_id="data-page"), "data_page")
         next_page = L(gr.Button(ctx.t("data_next"), elem_id="data-next", size="sm"), "data_next", "value")
         page_note = gr.Markdown(elem_id="data-page-note")
-    preview = L(gr.Dataframe(label=ctx.t("data_preview"), interactive=False, wrap=True, elem_id="data-preview"),
-                "data_preview")
+    preview = L(gr.Dataframe(label=ctx.t("data_preview"), interactive=False, wrap=True, elem_id="data-preview",
+                             visible=False), "data_preview")  # shown with the first page of a dataset
     L(gr.Markdown(f"### {ctx.t('data_stats')}"), "data_stats_title", "value")
     report = gr.Markdown(elem_id="data-stats")
     with gr.Accordion(ctx.t("data_curate"), open=False) as curate:
@@ -110,7 +110,7 @@ def build(ctx: Ctx, lang: Any) -> None:
             target = L(gr.Dropdown(["jsonl", "openai", "trl", "llamafactory", "hf"], value="jsonl",
                                    label=ctx.t("data_export_to")), "data_export_to")
             export = L(gr.Button(ctx.t("data_export"), elem_id="data-export"), "data_export", "value")
-            exported = L(gr.File(label=ctx.t("download"), elem_id="data-download"), "download")
+            exported = L(gr.File(label=ctx.t("download"), interactive=False, elem_id="data-download"), "download")
         result = L(gr.JSON(label=ctx.t("result")), "result")
     with gr.Accordion(ctx.t("data_generate"), open=False, visible=ctx.admin) as gen_box:
         L(gen_box, "data_generate")
@@ -206,7 +206,8 @@ def build(ctx: Ctx, lang: Any) -> None:
             frame, number = rows_page(ref_, 1, lng)
             shown = next((v for v in vs if v["version"] == ref_.partition("@")[2]), vs[0] if vs else {})
             total = shown.get("row_count") or 0
-            return (table(vs, VERSION_COLUMNS, lng), frame, number, page_text(number, total, lng),
+            return (table(vs, VERSION_COLUMNS, lng), gr.update(value=frame, visible=True), number,
+                    page_text(number, total, lng),
                     stats_facts(c.get(f"/data/{ref_}/stats"), c.get(f"/data/{ref_}/quality"), lng), "")
         except GatewayError as e:
             return fail(e, lng, 6)

@@ -70,13 +70,15 @@ def build(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loader
     samples = ctx.frame(SAMPLE_COLUMNS, "eval_samples", wrap=True, elem_id="eval-samples")
     with gr.Row():
         review_id = L(gr.Textbox(label=ctx.t("eval_review_id")), "eval_review_id")
-        filled = L(gr.File(label=ctx.t("eval_review_file"), file_types=[".csv", ".xlsx"]), "eval_review_file")
+        filled_button = L(gr.UploadButton(ctx.t("eval_review_file"), file_types=[".csv", ".xlsx"],
+                                          elem_id="eval-review-file"), "eval_review_file", "label")
+        filled = gr.State(None)  # the filled sheet's path (an upload button: its label is ours, in both languages)
         review_import = L(gr.Button(ctx.t("eval_review_import")), "eval_review_import", "value")
     with gr.Row():
         run_id = L(gr.Textbox(label=ctx.t("eval_run_id")), "eval_run_id")
         fmt = L(gr.Dropdown(["html", "json", "csv"], value="html", label=ctx.t("eval_report_format")), "eval_report_format")
         report = L(gr.Button(ctx.t("eval_report")), "eval_report", "value")
-    download = L(gr.File(label=ctx.t("download")), "download")
+    download = L(gr.File(label=ctx.t("download"), interactive=False, elem_id="eval-download"), "download")
 
     def load(lng: str | None = None) -> tuple:
         lng = lng or ctx.lang0
@@ -172,6 +174,7 @@ def build(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loader
     comparisons.select(on_pick, lang, [pick, samples, status])
     drill.click(on_drill, [pick, lang], [samples, status])
     sheet.click(on_sheet, [pick, lang], [download, review_id, status])
+    filled_button.upload(lambda path: path, filled_button, filled)
     review_import.click(on_import, [review_id, filled, lang], status)
     report.click(on_report, [run_id, fmt, lang], [download, status])
     return ctx.on_switch(load, [comparisons, board, board_note])

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from llmloop.ui.client import GatewayError
-from llmloop.ui.common import Ctx, empty_table, facts, progress_html, table
+from llmloop.ui.common import Ctx, empty_table, facts, progress_html, short_times, table
 from llmloop.ui.errors import error_text
 from llmloop.ui.i18n import t
 
@@ -164,7 +164,7 @@ def split_facts(split: dict[str, Any] | None, lang: str) -> str:
     lines += [f"| {name} | {100 * share:.0f}% |" for name, share in shares.items()]
     who = split.get("actor") or t("split_default", lang)
     note = t("split_set_by", lang, who=who, reason=split.get("reason") or "—", when=split.get("created_at") or "—")
-    return "\n".join(lines) + "\n\n" + note
+    return "\n".join(lines) + "\n\n" + short_times(note)
 
 
 def split_text(split: dict[str, Any] | None) -> str:

@@ -41,9 +41,11 @@ def readable_log(text: str, limit: int = 240) -> str:
     for line in text.splitlines():
         if line.startswith("Traceback"):
             in_traceback = True
-        if in_traceback or _LOG_RECORD.match(line):
-            if not in_traceback and re.search(r"\{['\"]\w+['\"]: ", line):  # a dict dump inside a record
-                continue
+        record = _LOG_RECORD.match(line)
+        if in_traceback or record:
+            if not in_traceback and (re.search(r"\{['\"]\w+['\"]: ", line) or line.rstrip().endswith("{")
+                                     or (record.group(1) == "INFO" and " INFO transformers." in line)):
+                continue  # a dict dump, the head of a config dump, transformers' loading chatter
             out.append(line if len(line) <= limit else line[: limit - 1] + "…")
     return "\n".join(out)
 
@@ -125,16 +127,17 @@ def build(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loader
             for (key, label, kind), value in zip(FORM, start, strict=True):
                 elem = "form-" + key.replace(".", "-").replace("_", "-")
                 if kind == "model":
-                    w = gr.Dropdown(choices("/models", "name") + ["production", "candidate"], value=value,
-                                    label=ctx.t(label), allow_custom_value=True, elem_id=elem, min_width=200)
+                    shown = has("sft", key)
+                w = gr.Dropdown(choices("/models", "name") + ["production", "candidate"], value=value,
+                                    label=ctx.t(label), allow_custom_value=True, elem_id=elem, min_width=200, visible=shown)
                 elif kind == "dataset":
                     w = gr.Dropdown(choices("/data", "name"), value=value, label=ctx.t(label),
-                                    allow_custom_value=True, elem_id=elem, min_width=200)
+                                    allow_custom_value=True, elem_id=elem, min_width=200, visible=shown)
                 elif isinstance(kind, tuple):
-                    w = gr.Dropdown(list(kind), value=value, label=ctx.t(label), elem_id=elem, min_width=140)
+                    w = gr.Dropdown(list(kind), value=value, label=ctx.t(label), elem_id=elem, min_width=140, visible=shown)
                 else:
                     w = gr.Number(value, label=ctx.t(label), precision=0 if kind == "int" else None, elem_id=elem,
-                                  min_width=140)
+                                  min_width=140, visible=shown)
                 widgets[key] = L(w, label)
     with gr.Accordion(ctx.t("train_yaml"), open=False, elem_id="train-yaml") as yaml_box:
         L(yaml_box, "train_yaml")
