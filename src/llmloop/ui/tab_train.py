@@ -126,15 +126,17 @@ def build(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loader
         with gr.Row():
             for (key, label, kind), value in zip(FORM, start, strict=True):
                 elem = "form-" + key.replace(".", "-").replace("_", "-")
+                shown = has("sft", key)
                 if kind == "model":
-                    shown = has("sft", key)
-                w = gr.Dropdown(choices("/models", "name") + ["production", "candidate"], value=value,
-                                    label=ctx.t(label), allow_custom_value=True, elem_id=elem, min_width=200, visible=shown)
+                    w = gr.Dropdown(choices("/models", "name") + ["production", "candidate"], value=value,
+                                    label=ctx.t(label), allow_custom_value=True, elem_id=elem, min_width=200,
+                                    visible=shown)
                 elif kind == "dataset":
                     w = gr.Dropdown(choices("/data", "name"), value=value, label=ctx.t(label),
                                     allow_custom_value=True, elem_id=elem, min_width=200, visible=shown)
                 elif isinstance(kind, tuple):
-                    w = gr.Dropdown(list(kind), value=value, label=ctx.t(label), elem_id=elem, min_width=140, visible=shown)
+                    w = gr.Dropdown(list(kind), value=value, label=ctx.t(label), elem_id=elem, min_width=140,
+                                    visible=shown)
                 else:
                     w = gr.Number(value, label=ctx.t(label), precision=0 if kind == "int" else None, elem_id=elem,
                                   min_width=140, visible=shown)
