@@ -76,12 +76,12 @@ def test_arena_pits_the_splits_two_versions_and_labels_one_version_pairs(api) ->
     ask = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 2}
     registry.remove_alias(api.db, "candidate", reason="test: no candidate")
     same = api.user.post("/v1/arena", json=ask).json()
-    assert same["same_version"] is True  # only production: an on-policy pair, and it says so
+    v = api.user.post("/v1/feedback/vote", json={"battle_id": same["battle_id"], "choice": "tie"}).json()
+    assert v["versions"] == {"a": "v1.0", "b": "v1.0"}  # only production: an on-policy pair (the UI says so)
     r = api.admin.put("/api/v1/loop/split", json={"weights": {"production": 50, "v1.1": 50}, "reason": "ab"})
     assert r.status_code == 200, r.text
     for _ in range(2):
         b = api.user.post("/v1/arena", json=ask)
         assert b.status_code == 200, b.text
-        assert b.json()["same_version"] is False
         v = api.user.post("/v1/feedback/vote", json={"battle_id": b.json()["battle_id"], "choice": "tie"}).json()
         assert sorted(v["versions"].values()) == ["v1.0", "v1.1"]  # two different versions, revealed after

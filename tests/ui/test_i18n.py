@@ -33,3 +33,10 @@ def test_command_line_hints_become_this_pages_controls():
 
     e = GatewayError("bad rows", code="invalid_rows")
     assert error_text(e, "zh").startswith("错误：部分行无效")
+
+
+def test_a_pair_from_one_version_is_labelled_on_policy():
+    from llmloop.ui.tab_chat import reveal
+
+    assert "on-policy" in reveal({"a": "v1.0", "b": "v1.0"}, "en") and "同策略" in reveal({"a": "v1", "b": "v1"}, "zh")
+    assert reveal({"a": "v1.0", "b": "v1.1"}, "en") == "A was v1.0, B was v1.1."

@@ -89,7 +89,7 @@ class ArenaService:
         battle_id = new_id("battle")
         answers = tuple((new_id("chatcmpl"), version.name, g.text) for version, g in pairs)
         self.writer.write([BattleOp(battle_id=battle_id, user_id=user_id, messages=messages, answers=answers)])
-        return p.ArenaResponse(battle_id=battle_id, same_version=production.name == candidate.name, answers=[
+        return p.ArenaResponse(battle_id=battle_id, answers=[
             p.ArenaAnswer(slot=slot, content=text, request_id=rid) for slot, (rid, _, text) in zip("ab", answers)])
 
 

@@ -238,8 +238,6 @@ class ArenaAnswer(_Response):
 class ArenaResponse(_Response):
     battle_id: str
     answers: list[ArenaAnswer]
-    same_version: bool = Field(False, description="Both answers are samples of one version (an on-policy pair: "
-                                                  "no candidate and no second version in the split)")
 
 
 class VoteRequest(_Request):

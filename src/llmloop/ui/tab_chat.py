@@ -213,7 +213,7 @@ def build_arena(ctx: Ctx, lang: Any, user: Any) -> tuple[Callable[[], Any], list
         except GatewayError as e:
             return (None, "", "", error_text(e, lng), *votable(False))
         by_slot = {a["slot"]: a["content"] for a in b["answers"]}
-        ready = t("arena_ready_same" if b.get("same_version") else "arena_ready", lng)
+        ready = t("arena_ready", lng)  # whether both came from one version is told with the reveal
         return ({"id": b["battle_id"], "prompt": text}, by_slot["a"], by_slot["b"], ready,
                 *votable(True))
 

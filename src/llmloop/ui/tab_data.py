@@ -30,6 +30,18 @@ def cell_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def curated(r: dict[str, Any], lang: str) -> str:
+    """A dedup or filter result as a sentence: what it kept, and the new version (if any)."""
+    src = f"{r['source']['dataset']}@{r['source']['version']}"
+    if not r.get("version"):
+        text = t("data_nothing_dropped", lang, source=src, rows=r["rows_in"])
+    else:
+        text = t("data_curated", lang, source=src, version=r["version"]["version"], kept=r["rows_kept"], rows=r["rows_in"])
+    if r.get("per_rule"):
+        text += " " + ", ".join(f"{rule}: {n}" for rule, n in r["per_rule"].items() if n)
+    return text
+
+
 def stats_facts(stats: dict[str, Any], quality: dict[str, Any], lang: str) -> str:
     """Stats and the quality report as one table in ``lang`` (no server paths, rounded)."""
     from llmloop.ui.common import facts
@@ -111,7 +123,7 @@ def build(ctx: Ctx, lang: Any) -> None:
                                    label=ctx.t("data_export_to")), "data_export_to")
             export = L(gr.Button(ctx.t("data_export"), elem_id="data-export"), "data_export", "value")
             exported = L(gr.File(label=ctx.t("download"), interactive=False, elem_id="data-download"), "download")
-        result = L(gr.JSON(label=ctx.t("result")), "result")
+        result = gr.Markdown(elem_id="data-result")
     with gr.Accordion(ctx.t("data_generate"), open=False, visible=ctx.admin) as gen_box:
         L(gen_box, "data_generate")
         with gr.Row():
@@ -233,7 +245,7 @@ def build(ctx: Ctx, lang: Any) -> None:
 
     def on_dedup(ref_: str, m: str, th: float, lng: str) -> tuple:
         try:
-            return c.post(f"/data/{ref_}/dedup", {"method": m, "threshold": th}), list_all(lng)[0], ""
+            return curated(c.post(f"/data/{ref_}/dedup", {"method": m, "threshold": th}), lng), list_all(lng)[0], ""
         except GatewayError as e:
             return fail(e, lng, 3)
 
@@ -246,13 +258,18 @@ def build(ctx: Ctx, lang: Any) -> None:
         if w.strip():
             rules["sensitive_words"] = [x.strip() for x in w.replace("，", ",").split(",") if x.strip()]
         try:
-            return c.post(f"/data/{ref_}/filter", {"rules": rules}), list_all(lng)[0], ""
+            return curated(c.post(f"/data/{ref_}/filter", {"rules": rules}), lng), list_all(lng)[0], ""
         except GatewayError as e:
             return fail(e, lng, 3)
 
     def on_diff(a: str, b: str, lng: str) -> tuple:
         try:
-            return c.get("/data/diff", old=a, new=b), ""
+            d = c.get("/data/diff", old=a, new=b)
+            text = t("data_diff_result", lng, old=f"{d['old']['dataset']}@{d['old']['version']}",
+                     new=f"{d['new']['dataset']}@{d['new']['version']}", added=len(d["added"]),
+                     removed=len(d["removed"]), same=d["unchanged"])
+            samples = [f"+ {cell_text(r)[:160]}" for r in d["added"][:5]] + [f"− {cell_text(r)[:160]}" for r in d["removed"][:5]]
+            return text + ("\n\n" + "\n".join(f"    {x}" for x in samples) if samples else ""), ""
         except GatewayError as e:
             return fail(e, lng, 2)
 
