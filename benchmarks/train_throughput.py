@@ -518,6 +518,9 @@ def main() -> None:
                 r = {"stage": stage, "variant": variant, **spawn(task, opts.timeout)}
                 results.append(r)
                 print(json.dumps(r), flush=True)
+                if opts.out:  # after every variant: a run cut short keeps what it measured
+                    opts.out.mkdir(parents=True, exist_ok=True)
+                    (opts.out / "results.json").write_text(json.dumps({**info, "results": results}, indent=2))
         for item in filter(None, opts.profile.split(",")):
             stage, variant = item.split(":")
             p = spawn({**base, "task": "profile", "stage": stage, "variant": variant, "n": n[stage],

@@ -343,6 +343,13 @@ def test_user_key_chats_votes_as_its_own_user_in_chinese(user_page, ui_home, scr
     _text_in(pg, "#chat-status", "好评")
     (row,) = _last_thumbs(db, 1)
     assert _count(db, thumbs) == before + 1 and row.user_id == "alice" and row.rating == 1
+    # a gateway refusal, in Chinese (the gateway's own English after it); the message stays in the box
+    pg.locator("#chat-model input").fill("nope")
+    pg.locator("#chat-model input").press("Enter")
+    pg.locator("#chat-input textarea").fill("还在吗？")
+    pg.locator("#chat-send").click()
+    _text_in(pg, "#chat-status", "没有这个模型")
+    assert _value(pg, "#chat-input") == "还在吗？"
     votes_before = _count(db, votes)
     pg.get_by_role("tab", name="竞技场").click()
     pg.locator("#arena-prompt textarea").fill("怎么重置路由器？")

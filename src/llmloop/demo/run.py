@@ -68,6 +68,8 @@ class DemoConfig(BaseModel):
     round2_battles: int = Field(150, ge=0, le=400, description="Arena battles on v1.1's answers for round 2 (0: one round only)")
     drill_battles: int = Field(100, ge=0, le=400, description="Fresh battles whose flipped votes train the drill's bad candidate (0: no drill)")
     canary_requests: int = Field(24, ge=1, description="Candidate requests each of round 2's canary stages needs")
+    canary_max_tokens: int = Field(32, ge=8, description="Longest answer of the canary's chatting shoppers (their "
+                                                       "thumbs judge it: long enough to hold an offer of help)")
     model: str | None = Field(None, description="Start from this model (catalog name, hub id or folder) instead of "
                                                 "building the tiny one; CPT is skipped, SFT trains from it")
     languages: Literal["all", "en"] = Field("all", description="Demo data used: all (English and Chinese) or en only")
@@ -101,6 +103,7 @@ class DemoConfig(BaseModel):
         preset: dict[str, Any] = dict(
             model=model, languages="en", sft_rows=160, battles=128, users=16, max_tokens=72, heldout_limit=50,
             min_pairs=30, canary_round=1, round2_battles=0, drill_battles=40, canary_requests=12,
+            canary_max_tokens=72,
             sft=dict(finetuning="lora", lora=dict(r=16, alpha=32, dropout=0.0), learning_rate=1e-3,
                      num_train_epochs=1, per_device_train_batch_size=8, max_length=256, warmup_ratio=0.05,
                      logging_steps=5),
@@ -332,7 +335,7 @@ def _round2_policy(policy: LoopPolicy, cfg: DemoConfig, url: str) -> LoopPolicy:
 def _canary_round(db: Database, policy: LoopPolicy, url: str, cfg: DemoConfig,
                   say: StepCallback) -> tuple[RoundOutcome, dict[str, Any]]:
     """A round whose canary gets real routed traffic: shoppers start chatting when the canary begins."""
-    shoppers = UserTraffic(url, users_n=60, workers=4, max_tokens=32, seed=cfg.seed)
+    shoppers = UserTraffic(url, users_n=60, workers=4, max_tokens=cfg.canary_max_tokens, seed=cfg.seed)
     if cfg.languages == "en":
         shoppers.prompts = [p for p in shoppers.prompts if not users.has_cjk(p)]
 

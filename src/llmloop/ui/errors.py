@@ -48,6 +48,7 @@ _CODES = {
     "duplicate_vote": "err_duplicate_vote",
     "not_yours": "err_not_yours",
     "no_production": "err_no_production",
+    "model_not_found": "err_model_not_found",
     "unreachable": "err_unreachable",
     "missing_dependency": "err_missing_dependency",
     "no_battles": "err_no_battles",

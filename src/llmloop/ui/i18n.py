@@ -322,6 +322,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "err_request_not_found": {"en": "The gateway does not know this answer.", "zh": "网关不认识这条回答。"},
     "err_duplicate_vote": {"en": "This battle already has a vote.", "zh": "这场对战已经投过票。"},
     "err_not_yours": {"en": "This was not served to you.", "zh": "这不是提供给你的内容。"},
+    "err_model_not_found": {"en": "There is no such model: choose one from the menu.", "zh": "没有这个模型：请从菜单中选择。"},
     "err_no_production": {"en": "No production version is set.", "zh": "尚未设置生产版本。"},
     "err_unreachable": {"en": "The gateway cannot be reached.", "zh": "无法连接网关。"},
     "err_missing_dependency": {"en": "The gateway lacks a package this needs.", "zh": "网关缺少此功能所需的软件包。"},
