@@ -223,6 +223,9 @@ def test_dataset_dropdown_pages_rows_as_a_table_and_stats_in_words(page, ui_home
     _text_in(page, "#data-page-note", "Page 2 of 2")
     stats = page.locator("#data-stats").inner_text()
     assert "Rows" in stats and "12" in stats and str(home) not in stats and "{" not in stats
+    page.locator("#data-versions span.text:not(.header)", has_text="v1.0").last.click()  # a version: shown by click
+    page.wait_for_function("document.querySelector('#data-ref input').value === 'faq@v1.0'")
+    _text_in(page, "#data-page-note", "Page 1 of 2")
     page.get_by_text("Dedup, filter, diff, export").click()
     page.locator("#data-dedup").click()
     _text_in(page, "#data-result", "nothing to drop among its 12 rows")  # a sentence, not a JSON tree

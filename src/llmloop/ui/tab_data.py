@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import gradio as gr  # module level: gr.SelectData hints must resolve
+
 from llmloop.ui.client import GatewayError
 from llmloop.ui.common import Ctx, fail, progress_html, table
 from llmloop.ui.errors import error_text
@@ -310,6 +312,16 @@ def build(ctx: Ctx, lang: Any) -> None:
     refresh.click(list_all, lang, [datasets, ref])
     show.click(on_show, [ref, lang], [versions, preview, page, page_note, report, status])
     ref.input(on_show, [ref, lang], [versions, preview, page, page_note, report, status])
+
+    def on_version(ref_: str | None, lng: str, evt: gr.SelectData) -> tuple:
+        """A click on a version: that version shown (name@version), no typing."""
+        row = evt.row_value or []
+        if not row or not ref_:
+            return (gr.skip(), *[gr.skip()] * 6)
+        chosen_ref = f"{ref_.split('@')[0]}@{row[0]}"
+        return (gr.update(value=chosen_ref), *on_show(chosen_ref, lng))
+
+    versions.select(on_version, [ref, lang], [ref, versions, preview, page, page_note, report, status])
     prev_page.click(lambda r, n, lng: on_page(r, n, -1, lng), [ref, page, lang], [preview, page, page_note, status])
     next_page.click(lambda r, n, lng: on_page(r, n, 1, lng), [ref, page, lang], [preview, page, page_note, status])
     page.submit(lambda r, n, lng: on_page(r, n, 0, lng), [ref, page, lang], [preview, page, page_note, status])

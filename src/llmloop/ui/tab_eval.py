@@ -115,19 +115,22 @@ def build(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loader
             return None, gr.Timer(active=False), "", error_text(e, lng)
 
     def on_tick(tid: str | None, lng: str) -> tuple:
+        skip4 = [gr.skip()] * 4
         if not tid:
-            return gr.Timer(active=False), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.Timer(active=False), gr.skip(), *skip4, gr.skip()
         try:
             task = c.get(f"/tasks/{tid}")
         except GatewayError as e:
-            return gr.Timer(active=False), error_text(e, lng), gr.skip(), gr.skip(), gr.skip()
+            return gr.Timer(active=False), error_text(e, lng), *skip4, gr.skip()
         if task["status"] in ("queued", "running"):
-            return gr.Timer(active=True), progress_html(task, lng), gr.skip(), gr.skip(), gr.skip()
+            return gr.Timer(active=True), progress_html(task, lng), *skip4, gr.skip()
         result = task.get("result") or {}
         note = t("eval_done", lng, id=result.get("comparison_id") or result.get("run_id") or "?") \
             if task["status"] == "succeeded" else ""
         comps, ranks, _ = load(lng)
-        return gr.Timer(active=False), progress_html(task, lng), comps, ranks, note
+        # the new comparison's / run's id goes where the next step needs it (no copying by hand)
+        return (gr.Timer(active=False), progress_html(task, lng), comps, ranks,
+                result.get("comparison_id") or gr.skip(), result.get("run_id") or gr.skip(), note)
 
     def on_drill(cid: str, lng: str) -> tuple:
         try:
@@ -162,7 +165,7 @@ def build(ctx: Ctx, lang: Any):  # noqa: ANN201 - returns the tab's loader
 
     compare.click(on_compare, [challenger, incumbent, prompts, judge, lang], [task_id, timer, progress, status])
     run.click(on_run, [versions, data, lang], [task_id, timer, progress, status])
-    timer.tick(on_tick, [task_id, lang], [timer, progress, comparisons, board, status])
+    timer.tick(on_tick, [task_id, lang], [timer, progress, comparisons, board, pick, run_id, status])
     refresh.click(load, lang, [comparisons, board, board_note])
 
     def on_pick(lng: str, evt: gr.SelectData) -> tuple:
