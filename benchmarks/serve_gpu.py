@@ -47,6 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+VARIANTS = ("engine", "engine-serial", "hf-generate", "hf-cb")
 SPECIAL = ["<pad>", "<eos>", "<unk>", "<|user|>", "<|assistant|>", "<|system|>"]
 TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
             "{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -417,7 +418,7 @@ def main() -> None:
     ap.add_argument("--clients", default="1,8,64", help="Concurrent streaming clients, comma-separated")
     ap.add_argument("--rounds", type=int, default=2, help="Requests each client sends one after another")
     ap.add_argument("--max-tokens", type=int, default=128, help="New tokens per answer (every answer runs to it)")
-    ap.add_argument("--variants", default="engine,engine-serial,hf-generate,hf-cb")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; empty: only the multi-LoRA part")
     ap.add_argument("--serial-max-clients", type=int, default=8, help="engine-serial runs only up to this many clients")
     ap.add_argument("--cache-memory", type=float, default=0.3,
                     help="hf-cb's share of free GPU memory for its KV cache (the engine's: serve/continuous.py)")
@@ -450,7 +451,9 @@ def main() -> None:
         t = time.perf_counter()
         build_model(model_dir, opts.smoke, device)
         print(f"model built in {time.perf_counter() - t:.1f} s", flush=True)
-        for variant in opts.variants.split(","):
+        for variant in filter(None, opts.variants.split(",")):
+            if variant not in VARIANTS:
+                raise SystemExit(f"--variants: {variant!r} is not one of {', '.join(VARIANTS)}")
             try:
                 results += run_variant(variant, model_dir, counts, opts, texts, device)
             except Exception:  # noqa: BLE001 - report and go on
