@@ -237,6 +237,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "done_rollback": {"en": "Rolled back: production is now {production}.", "zh": "已回滚：生产版本现在是 {production}。"},
     "done_pause": {"en": "The loop is paused.", "zh": "闭环已暂停。"},
     "done_resume": {"en": "The loop is running again.", "zh": "闭环已恢复。"},
+    "surgery_made": {"en": "Registered as version **{version}**.", "zh": "已注册为版本 **{version}**。"},
     "lineage_surgery": {"en": "Made by {op} from {parents}.", "zh": "由 {op} 从 {parents} 得到。"},
     "data_pick_file": {"en": "Choose a data file (jsonl, json, csv, txt, parquet)", "zh": "选择数据文件（jsonl、json、csv、txt、parquet）"},
     "data_no_file_yet": {"en": "No file chosen yet.", "zh": "尚未选择文件。"},

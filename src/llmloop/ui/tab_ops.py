@@ -40,8 +40,30 @@ def _task_poller(ctx: Ctx):  # noqa: ANN202
         points = (result or {}).get("points") if isinstance(result, dict) else None
         chart = pd.DataFrame({"t": [p["t"] for p in points], "score": [p["score"] for p in points]}) if points \
             else gr.skip()
-        return gr.Timer(active=False), progress_html(task, lng), result, chart
+        return gr.Timer(active=False), progress_html(task, lng), surgery_text(result, lng), chart
     return tick
+
+
+def surgery_text(result: Any, lang: str) -> str:
+    """A surgery task's result for a person: the version it registered and its report as a table
+    (the server's output folder is left out — it names a path on another machine)."""
+    if not isinstance(result, dict):
+        return ""
+    pairs: list[tuple[str, Any]] = []
+    version = result.get("version") or result.get("best_version")
+    if isinstance(version, dict):
+        version = version.get("name")
+    lines = [t("surgery_made", lang, version=version)] if version else []
+    report = result.get("report") if isinstance(result.get("report"), dict) else \
+        {k: v for k, v in result.items() if k not in ("points", "path", "version")}
+    for k, v in (report or {}).items():
+        if isinstance(v, (str, int, float, bool)) and not (isinstance(v, str) and v.startswith("/")):
+            pairs.append((k, v))
+    if pairs:
+        lines.append("\n".join([f"| {t('facts_what', lang)} | {t('facts_value', lang)} |", "|---|---|",
+                                *(f"| {k.replace('_', ' ')} | {v:.4g} |" if isinstance(v, float) else
+                                  f"| {k.replace('_', ' ')} | {v} |" for k, v in pairs)]))
+    return "\n\n".join(lines)
 
 
 def build_surgery(ctx: Ctx, lang: Any) -> None:
@@ -93,7 +115,7 @@ def build_surgery(ctx: Ctx, lang: Any) -> None:
             s_go = L(gr.Button(ctx.t("surgery_run")), "surgery_run", "value")
     progress = gr.HTML(elem_id="surgery-progress")
     with gr.Row():
-        result = L(gr.JSON(label=ctx.t("result"), elem_id="surgery-result"), "result")
+        result = gr.Markdown(elem_id="surgery-result")
         chart = L(gr.LinePlot(pd.DataFrame({"t": [], "score": []}), x="t", y="score", label=ctx.t("surgery_scan_chart"),
                               height=240, elem_id="surgery-scan-chart"), "surgery_scan_chart")
 
@@ -125,7 +147,7 @@ def build_surgery(ctx: Ctx, lang: Any) -> None:
 
     def on_select(job: str, metric: str, lng: str) -> tuple:
         try:
-            return c.post("/models/select-checkpoint", {"config": {"job": job, "metric": metric}}), ""
+            return surgery_text(c.post("/models/select-checkpoint", {"config": {"job": job, "metric": metric}}), lng), ""
         except GatewayError as e:
             return gr.skip(), error_text(e, lng)
 
