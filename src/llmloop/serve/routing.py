@@ -46,17 +46,12 @@ class RoutingConfig(BaseModel):
     @classmethod
     def from_split(cls, split: str, **kwargs: object) -> RoutingConfig:
         """Parse ``"production=90,candidate=10"`` (the CLI's ``--split``)."""
-        weights: dict[str, float] = {}
-        for part in filter(None, (p.strip() for p in split.split(","))):
-            name, sep, value = part.partition("=")
-            try:
-                if not sep or not name.strip():
-                    raise ValueError
-                weights[name.strip()] = float(value)
-            except ValueError:
-                raise ValueError(
-                    f"--split: cannot read {part!r}; write NAME=WEIGHT pairs, e.g. production=90,candidate=10"
-                ) from None
+        try:
+            weights = parse_weights(split)
+        except ValueError as e:
+            raise ValueError(
+                f"--split: cannot read {str(e)!r}; write NAME=WEIGHT pairs, e.g. production=90,candidate=10"
+            ) from None
         try:
             return cls(weights=weights, **kwargs)
         except ValueError as e:
@@ -65,6 +60,21 @@ class RoutingConfig(BaseModel):
     def normalised(self) -> dict[str, float]:
         total = sum(self.weights.values())
         return {k: w / total for k, w in self.weights.items()}
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``"production=90, candidate=10"`` (commas, full-width commas or new lines between pairs) → weights;
+    a ValueError whose message is the part it cannot read."""
+    weights: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.replace("，", ",").replace("\n", ",").split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(part) from None
+    return weights
 
 
 def bucket(user_id: str, salt: str = "") -> float:

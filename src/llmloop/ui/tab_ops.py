@@ -196,15 +196,9 @@ def split_text(split: dict[str, Any] | None) -> str:
 
 def parse_split(text: str) -> dict[str, float]:
     """"production=90, candidate=10" → weights; ValueError naming the part it cannot read."""
-    weights: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.replace("，", ",").replace("\n", ",").split(","))):
-        name, sep, value = part.partition("=")
-        try:
-            if not sep or not name.strip():
-                raise ValueError
-            weights[name.strip()] = float(value)
-        except ValueError:
-            raise ValueError(part) from None
+    from llmloop.serve.routing import parse_weights
+
+    weights = parse_weights(text)
     if not weights:
         raise ValueError(text)
     return weights
