@@ -138,14 +138,19 @@ def _convert(gguf_file: Path, target: Path) -> None:
     """GGUF → fp32 safetensors folder with tokenizer, chat template and generation config."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+    try:
+        import gguf  # noqa: F401 - transformers reads GGUF files through it
+    except ImportError:
+        raise ModelFetchError(f"{gguf_file.name} is a GGUF file and reading it needs the gguf package: "
+                              'pip install "llmloop[models]" (or pip install gguf)') from None
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
     except Exception as ex:  # noqa: BLE001 - any loader failure is reported with the fix
-        raise ModelFetchError(f"{gguf_file}: transformers could not load it ({ex}); "
-                              "`pip install gguf` (the GGUF reader transformers uses)") from ex
+        raise ModelFetchError(f"{gguf_file}: transformers could not load it ({ex}); remove the file and run "
+                              "again to unzip it anew, or convert it with llama.cpp's tools") from ex
     # Dequantized weights are plain tensors now; without the marker the model trains.
     model.config.quantization_config = None
     if hasattr(model.config, "quantization_config"):
