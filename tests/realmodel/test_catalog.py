@@ -76,3 +76,14 @@ def test_unknown_catalog_name_lists_the_known_ones() -> None:
     out = CliRunner().invoke(app, ["models", "get", "gpt-5"])
     assert out.exit_code == 2
     assert "no catalog model 'gpt-5'" in out.output and NAME in out.output
+
+
+def test_without_the_gguf_package_the_error_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from llmloop.models import catalog
+
+    monkeypatch.setitem(sys.modules, "gguf", None)  # as if it were not installed
+    with pytest.raises(ModelFetchError, match=r'pip install "llmloop\[models\]"'):
+        catalog._convert(tmp_path / "m.gguf", tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
