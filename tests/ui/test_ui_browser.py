@@ -35,6 +35,19 @@ def _value(page, selector: str) -> str:  # noqa: ANN001
     return page.locator(f"{selector} textarea, {selector} input").first.input_value()
 
 
+def _settled(page) -> None:  # noqa: ANN001
+    """Wait until a confirmed rollout action's whole update is in the page: it clears the reason box and
+    rewrites the split editor in the same update that shows its status line, and the browser may paint
+    the status first (a fill made in between was overwritten: a flaky "Give a reason first")."""
+    page.wait_for_function("document.querySelector('#rollout-reason textarea').value === ''")
+
+
+def _fill(page, selector: str, text: str) -> None:  # noqa: ANN001
+    box = page.locator(f"{selector} textarea")
+    box.fill(text)
+    page.wait_for_function("([s, t]) => document.querySelector(s).value === t", arg=[f"{selector} textarea", text])
+
+
 def _no_emoji(page) -> None:  # noqa: ANN001
     """No button label needs an emoji font (CI has none: 👍/👎 rendered as tofu)."""
     labels = page.locator("button").all_inner_texts()
@@ -141,16 +154,18 @@ def test_models_tab_rollout_actions_are_confirmed_with_a_reason_in_the_audit_log
     page.locator("#rollout-pause").click()
     page.locator("#confirm-yes").click()
     page.get_by_text("The loop is paused.").wait_for()
+    _settled(page)
     assert loop_events.get_state(db).paused
     ev = loop_events.list_events(db)[-1]
     assert ev.kind == "paused" and ev.message == "holiday freeze" and ev.actor == "key:ui-admin"
-    page.locator("#rollout-reason textarea").fill("freeze over")
+    _fill(page, "#rollout-reason", "freeze over")
     page.locator("#rollout-resume").click()
     page.locator("#confirm-yes").click()
     page.get_by_text("The loop is running again.").wait_for()
+    _settled(page)
     # the split editor: the new split and its reason in the split history
-    page.locator("#split-edit textarea").fill("production=60, v1.1=40")
-    page.locator("#rollout-reason textarea").fill("more traffic to production")
+    _fill(page, "#split-edit", "production=60, v1.1=40")
+    _fill(page, "#rollout-reason", "more traffic to production")
     page.locator("#split-set").click()
     _text_in(page, "#confirm-text", "production=60, v1.1=40")
     screenshot(page, "models")
@@ -159,8 +174,9 @@ def test_models_tab_rollout_actions_are_confirmed_with_a_reason_in_the_audit_log
     now = traffic.get_split(db)
     assert now.weights == {"production": 60, "v1.1": 40} and now.reason == "more traffic to production"
     _text_in(page, "#traffic-split", "60%")
+    _settled(page)
     # a rollback with nothing promoted: the controller's refusal, in the page's words
-    page.locator("#rollout-reason textarea").fill("try")
+    _fill(page, "#rollout-reason", "try")
     page.locator("#rollout-rollback").click()
     page.locator("#confirm-yes").click()
     _text_in(page, "#rollout-status", "Error")

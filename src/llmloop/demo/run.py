@@ -66,7 +66,7 @@ class DemoConfig(BaseModel):
     vote_noise: float = Field(0.05, ge=0, le=1, description="Share of votes that are random misclicks")
     min_pairs: int = Field(50, ge=1, description="Preference pairs the loop needs to start a round")
     round2_battles: int = Field(150, ge=0, le=400, description="Arena battles on v1.1's answers for round 2 (0: one round only)")
-    drill_battles: int = Field(100, ge=0, le=400, description="Fresh battles whose flipped votes train the drill's bad candidate (0: no drill)")
+    drill_battles: int = Field(150, ge=0, le=400, description="Fresh battles whose flipped votes train the drill's bad candidate (0: no drill)")
     canary_requests: int = Field(24, ge=1, description="Candidate requests each of round 2's canary stages needs")
     canary_max_tokens: int = Field(32, ge=8, description="Longest answer of the canary's chatting shoppers (their "
                                                        "thumbs judge it: long enough to hold an offer of help)")
@@ -79,7 +79,10 @@ class DemoConfig(BaseModel):
     canary_round: Literal[1, 2] = Field(2, description="The round whose rollout goes through a canary")
     dpo: dict[str, Any] = Field(default_factory=dict, description="Overrides of the shipped demo policy's DPO config")
     drill_train: dict[str, Any] = Field(
-        default_factory=lambda: dict(learning_rate=4e-3, num_train_epochs=4),
+        # a fixed number of steps, not epochs: the pairs the fresh battles give vary from run to run (ties
+        # give none; the gateway batches concurrent users, so answers differ), and a CI run whose few
+        # pairs made 4 epochs only a dozen steps trained a v1.3 close enough to v1.2 to pass the gate
+        default_factory=lambda: dict(learning_rate=4e-3, max_steps=60),
         description="DPO overrides for the fault drill's flipped-preference candidate (it learns the opposite, hard)",
     )
     cpt: dict[str, Any] = Field(
