@@ -24,7 +24,8 @@ def test_arena_hides_versions_until_the_vote(server: str, versions) -> None:
         r = _arena(server)
         assert r.status_code == 200, r.text
         body = r.json()
-        assert set(body) == {"battle_id", "answers"} and [a["slot"] for a in body["answers"]] == ["a", "b"]
+        assert set(body) == {"battle_id", "answers", "turn"} and body["turn"] == 1
+        assert [a["slot"] for a in body["answers"]] == ["a", "b"]
         assert all(set(a) == {"slot", "content", "request_id"} for a in body["answers"])
         assert "x-llmloop-version" not in r.headers
         battles.append(body)

@@ -127,3 +127,27 @@ def test_dpo_on_a_merged_sft_adapter_trains_a_new_adapter(db, datasets, tiny_mod
     assert any(not merged_weights[k].equal(base[k]) for k in base if k in merged_weights)  # SFT merged in
     assert logged_losses(db, dpo.job.id)[0] == pytest.approx(math.log(2), abs=1e-3)
     assert sft.model_version.adapter_path != dpo.model_version.adapter_path
+
+
+def test_dpo_trains_on_multi_turn_arena_pairs(db, tiny_model_dir):
+    """A vote on a battle that went on past its first turn: chosen/rejected hold each side's conversation
+    after the shared first prompt (the user's follow-ups are the same on both sides). TRL's conversational
+    preference format takes them as they are; the chosen conversation's answers become likelier."""
+    from llmloop.data.versions import write_version
+
+    def side(first: str, last: str, item: str) -> list[dict]:
+        return [{"role": "assistant", "content": first}, {"role": "user", "content": f"And the {item} box?"},
+                {"role": "assistant", "content": last}]
+
+    rows = [{"prompt": [{"role": "user", "content": f"Can I return the {item}?"}],
+             "chosen": side(f"Yes, return the {item} within 30 days.", "Keep the box, it helps.", item),
+             "rejected": side("No.", "No.", item), "provenance": {"source": "arena_vote", "turns": 2}}
+            for item in ("desk lamp", "kettle", "yoga mat", "office chair", "coffee mug", "desk fan", "backpack", "blender")]
+    write_version(db, rows, name="arena-turns", kind="preference", source_format="trl")
+    result = run_training(db, "dpo", DPOConfig(model=str(tiny_model_dir), dataset="arena-turns", learning_rate=5e-3,
+                                               max_steps=6, register={"enabled": False}, **TINY))
+    assert adapter_moved(result.output_dir)
+    rows_logged = [json.loads(line) for line in (Path(result.job.output_dir) / "trainer_log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows_logged if "loss" in r]
+    assert losses[-1] < losses[0], losses
+    assert rows_logged[-1]["rewards/margins"] > 0

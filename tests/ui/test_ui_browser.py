@@ -80,6 +80,37 @@ def test_arena_pits_two_different_versions_reveals_them_and_clears(page, ui_home
         assert page.locator("#vote-a").is_disabled()  # no second vote on a battle that is gone
 
 
+def test_arena_battle_goes_on_with_follow_ups_then_one_vote_judges_it_all(page, ui_home):  # noqa: ANN001
+    """Parity with Chatbot Arena: multi-turn battles; the same two versions answer each follow-up, each
+    continuing its own conversation, and the vote becomes one pair over both conversations."""
+    from llmloop.data import preferences
+
+    _, db = ui_home
+    page.get_by_role("tab", name="Arena").click()
+    assert page.locator("#arena-followup-go").is_disabled()  # no battle to follow up yet
+    page.locator("#arena-prompt textarea").fill("My kettle leaks.")
+    page.locator("#arena-go").click()
+    page.wait_for_function("document.querySelector('#answer-a textarea').value.length > 0")
+    first_a, first_b = _value(page, "#answer-a"), _value(page, "#answer-b")
+    _fill(page, "#arena-followup", "It is still under warranty.")
+    page.locator("#arena-followup-go").click()
+    _text_in(page, "#arena-status", "Turn 2")
+    shown_a = _value(page, "#answer-a")
+    assert shown_a.startswith(first_a) and "» You: It is still under warranty." in shown_a  # the conversation, in order
+    assert _value(page, "#answer-b").startswith(first_b) and _value(page, "#arena-followup") == ""
+    page.locator("#vote-b").click()
+    page.get_by_text("Vote saved").wait_for()
+    assert page.locator("#arena-followup-go").is_disabled()  # the vote ended the battle
+    vote = feedback.voted_battles(db)[-1]
+    assert vote.choice == "b" and vote.messages == [{"role": "user", "content": "My kettle leaks."}]
+    assert vote.messages_a[-2:] == [{"role": "assistant", "content": first_a},
+                                    {"role": "user", "content": "It is still under warranty."}]
+    assert vote.messages_b[-2]["content"] == first_b  # side b continued its own answer, not a's
+    (pair,) = preferences.pairs_from_votes([vote])
+    assert [m["content"] for m in pair["chosen"][:2]] == [first_b, "It is still under warranty."]
+    assert pair["chosen"][-1]["content"] == vote.output_b and pair["rejected"][-1]["content"] == vote.output_a
+
+
 def test_chat_rates_every_answer_once_and_clears_the_fields(page, ui_home, screenshot):  # noqa: ANN001
     """Item 4: only the last answer could be rated, the fields stayed filled, a second 👎 was stored again;
     item 7: thumbs as tofu."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llmloop.data import versions
+from llmloop.data.export_targets import one_reply
 from llmloop.data.rows import DataError
 from llmloop.fsutil import write_atomic
 from llmloop.store.records import DatasetVersion
@@ -53,6 +54,7 @@ def llamafactory_rows(kind: str, rows: list[dict[str, Any]]) -> tuple[list[dict[
     if kind == "sft":
         out = [{"messages": r["messages"]} for r in rows]
     elif kind == "preference":
+        one_reply(rows, "LLaMA-Factory's ranking format", "--to trl (conversational) or jsonl")
         out = [{"messages": r["prompt"], "chosen": r["chosen"][0], "rejected": r["rejected"][0]} for r in rows]
         columns.update(chosen="chosen", rejected="rejected")
     elif kind == "kto":

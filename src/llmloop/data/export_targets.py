@@ -17,6 +17,16 @@ from typing import Any
 
 from llmloop.data.rows import DataError
 
+
+def one_reply(rows: list[dict[str, Any]], target: str, instead: str) -> None:
+    """Refuse preference rows whose sides hold a conversation (a multi-turn arena battle's vote) for a
+    format that holds one reply a side, instead of cutting the conversation short."""
+    for i, r in enumerate(rows, start=1):
+        if len(r["chosen"]) > 1 or len(r["rejected"]) > 1:
+            raise DataError(f"row {i} is a multi-turn pair ({len(r['chosen'])} chosen messages: a vote on a battle "
+                            f"that went on past its first turn), which {target} cannot hold (one reply a side); "
+                            f"export with {instead}, or filter the version to one-turn pairs")
+
 STYLES = ("conversational", "plain")
 
 
@@ -50,6 +60,7 @@ def trl_rows(kind: str, rows: list[dict[str, Any]], style: str = "conversational
             if style == "conversational":
                 out.append({"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]})
             else:
+                one_reply([r], f"the plain TRL style (row {i})", "--style conversational")
                 out.append({"prompt": _single_turn(kind, i, r["prompt"]), "chosen": r["chosen"][0]["content"],
                             "rejected": r["rejected"][0]["content"]})
         elif kind == "prompt":  # TRL's GRPO/PPO layout: extra columns (solution) reach the reward functions
@@ -96,6 +107,7 @@ def openai_rows(kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind == "sft":
             row: dict[str, Any] = {"messages": _openai_messages(r["messages"], i)}
         elif kind == "preference":
+            one_reply([r], f"OpenAI's preference fine-tuning format (row {i})", "--to trl (conversational) or jsonl")
             row = {"input": {"messages": _openai_messages(r["prompt"], i)},
                    "preferred_output": _openai_messages(r["chosen"], i),
                    "non_preferred_output": _openai_messages(r["rejected"], i)}

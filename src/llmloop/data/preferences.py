@@ -44,24 +44,38 @@ def _pair(prompt: list[dict[str, Any]], chosen: str, rejected: str, provenance: 
             "provenance": provenance}
 
 
+def _sides(v: VotedBattle) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each side's part of the battle after the shared first prompt: its answer, or in a multi-turn
+    battle its whole conversation from there (its answers and the user's follow-ups, the same on both
+    sides), ending with its last answer."""
+    out = []
+    for messages, output in ((v.messages_a, v.output_a), (v.messages_b, v.output_b)):
+        later = [{"role": m["role"], "content": m["content"]} for m in (messages or v.messages)[len(v.messages):]]
+        out.append([*later, {"role": "assistant", "content": output}])
+    return out[0], out[1]
+
+
 def pairs_from_votes(votes: list[VotedBattle]) -> list[dict[str, Any]]:
     """A/B votes become pairs; ties, both-bad and identical answers carry no preference and are
-    dropped; the same (prompt, chosen, rejected) voted twice is kept once."""
+    dropped; the same (prompt, chosen, rejected) voted twice is kept once. A multi-turn battle's vote
+    judges the whole conversation: the prompt is the shared first turn and chosen/rejected hold each
+    side's conversation from there (TRL's conversational format takes several messages a side)."""
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str, str]] = set()
     for v in votes:
-        if v.choice not in ("a", "b") or v.output_a.strip() == v.output_b.strip():
+        side_a, side_b = _sides(v)
+        if v.choice not in ("a", "b") or [m["content"].strip() for m in side_a] == [m["content"].strip() for m in side_b]:
             continue
-        chosen, rejected = (v.output_a, v.output_b) if v.choice == "a" else (v.output_b, v.output_a)
-        key = (repr(v.messages), chosen, rejected)
+        chosen, rejected = (side_a, side_b) if v.choice == "a" else (side_b, side_a)
+        key = (repr(v.messages), repr(chosen), repr(rejected))
         if key in seen:
             continue
         seen.add(key)
         rows.append(
             {
                 "prompt": v.messages,
-                "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}],
+                "chosen": chosen,
+                "rejected": rejected,
                 "provenance": {
                     "source": "arena_vote",
                     "vote_id": v.vote_id,
@@ -70,6 +84,7 @@ def pairs_from_votes(votes: list[VotedBattle]) -> list[dict[str, Any]]:
                     "request_ids": [v.request_id_a, v.request_id_b],
                     "versions": [v.version_a, v.version_b],
                     "voted_at": v.voted_at.isoformat(),
+                    **({"turns": sum(m["role"] == "assistant" for m in chosen)} if len(chosen) > 1 else {}),
                 },
             }
         )
@@ -135,8 +150,10 @@ class JudgedPairs:
 def pairs_from_judge(battles: Sequence[UnvotedBattle], judge: Any) -> JudgedPairs:
     """Label unvoted pairs with ``judge`` (an ``llmloop.eval.judges.PairwiseJudge``; the LLM judge
     asks in both orders and answers "tie" when they disagree). Only a clear winner becomes a pair."""
-    todo = [b for b in battles if b.output_a.strip() != b.output_b.strip() and _valid_prompt(b.messages)]
-    dropped = {"identical or invalid": len(battles) - len(todo)}
+    todo = [b for b in battles if b.output_a.strip() != b.output_b.strip() and _valid_prompt(b.messages)
+            and b.turns == 1]
+    multi = sum(b.turns > 1 for b in battles)  # each side answered its own history: no one prompt to judge on
+    dropped = {"identical or invalid": len(battles) - len(todo) - multi, "multi-turn (the judge reads one turn)": multi}
     items = [(b.messages, b.output_a, b.output_b) for b in todo]
     verdicts = judge.judge_batch(items) if hasattr(judge, "judge_batch") else [judge.judge(*it) for it in items]
     rows, reasons = [], []

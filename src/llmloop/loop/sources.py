@@ -111,7 +111,8 @@ def _judged(db: Database, policy: LoopPolicy, claimed: set[str], label: bool) ->
     from llmloop.eval.judges import load_judge
 
     cutoff = utcnow() - dt.timedelta(minutes=policy.data.judge_min_age_minutes)
-    battles = [b for b in feedback_queries.unvoted_battles(db) if b.battle_id not in claimed and b.created_at <= cutoff]
+    battles = [b for b in feedback_queries.unvoted_battles(db)  # a multi-turn battle has no one prompt to judge
+               if b.battle_id not in claimed and b.created_at <= cutoff and b.turns == 1]
     judge = load_judge(policy.data.judge) if label and battles else None
     out = []
     for b in battles:

@@ -13,13 +13,15 @@ from llmloop.serve import protocol as p
 from llmloop.serve.engine import Engine, SamplingParams
 from llmloop.serve.metrics import ServeMetrics
 from llmloop.serve.serving import CANDIDATE, PRODUCTION, ModelPool, RequestContext, ServingError, ThreadLanes, new_id
-from llmloop.store import registry
+from llmloop.store import feedback_queries, registry
 from llmloop.store.db import Database
-from llmloop.store.ingest import BattleOp, EventOp, GroupCommitWriter, Op, OpResult, ThumbOp, UnitRejected, VoteOp
+from llmloop.store.ingest import (BattleOp, BattleTurnOp, EventOp, GroupCommitWriter, Op, OpResult, ThumbOp,
+                                  UnitRejected, VoteOp)
 from llmloop.store.records import ModelVersion
 
 _STATUS = {"not_found": 404, "forbidden": 403, "duplicate": 409, "invalid": 422}
 _CODES = {"not_found": "not_found", "forbidden": "not_yours", "duplicate": "duplicate_vote", "invalid": "invalid_event"}
+MAX_TURNS = 8  # a battle's turns (Chatbot Arena stops a conversation too): then vote and start anew
 
 
 def _owner(ctx: RequestContext) -> str | None:
@@ -66,6 +68,8 @@ class ArenaService:
 
     async def battle(self, req: p.ArenaRequest, ctx: RequestContext) -> p.ArenaResponse:
         messages = [m.plain() for m in req.messages]
+        if req.battle_id:
+            return await self.next_turn(req.battle_id, messages, req, ctx)
         production, candidate = await self.lanes.store(self.contenders)
         for v in {production.name: production, candidate.name: candidate}.values():
             await self.lanes.generate(self.pool.ensure_loaded, v)
@@ -91,6 +95,60 @@ class ArenaService:
         self.writer.write([BattleOp(battle_id=battle_id, user_id=user_id, messages=messages, answers=answers)])
         return p.ArenaResponse(battle_id=battle_id, answers=[
             p.ArenaAnswer(slot=slot, content=text, request_id=rid) for slot, (rid, _, text) in zip("ab", answers)])
+
+
+    async def next_turn(self, battle_id: str, follow_up: list[dict], req: p.ArenaRequest,
+                        ctx: RequestContext) -> p.ArenaResponse:
+        """The battle's next turn: each side answers ``follow_up`` after its own conversation so far."""
+        state = await self.lanes.store(feedback_queries.battle_state, self.db, battle_id)
+        if state is None:
+            raise ServingError(f"no arena battle {battle_id!r}: give a battle_id the gateway returned to you",
+                               status=404, param="battle_id", code="not_found")
+        owner = _owner(ctx)
+        if owner is not None and state.user_id != owner:
+            raise ServingError(f"battle {battle_id!r} was not served to you", status=403, type="permission_error",
+                               param="battle_id", code="not_yours")
+        if state.voted:
+            raise ServingError(f"battle {battle_id!r} was voted on: a vote ends a battle; start a new one "
+                               "(leave battle_id out)", status=409, param="battle_id", code="battle_over")
+        if state.turns >= MAX_TURNS:
+            raise ServingError(f"battle {battle_id!r} has {state.turns} turns, the most a battle holds: vote on it "
+                               "and start a new one", status=422, param="battle_id", code="too_many_turns")
+        if follow_up[-1]["role"] != "user":
+            raise ServingError("a follow-up ends with the user's turn; send the new user message only "
+                               "(the gateway keeps each side's conversation)", status=422, param="messages")
+        try:
+            version_a = await self.lanes.store(registry.get, self.db, state.version_a)
+            version_b = await self.lanes.store(registry.get, self.db, state.version_b)
+        except registry.VersionNotFound as e:
+            raise ServingError(f"battle {battle_id!r} cannot go on: {e}; vote on it or start a new one",
+                               status=409, param="battle_id", code="battle_over") from None
+        for v in {version_a.name: version_a, version_b.name: version_b}.values():
+            await self.lanes.generate(self.pool.ensure_loaded, v)
+        params = SamplingParams(max_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p)
+        sides = ((version_a, [*state.history_a, *follow_up]), (version_b, [*state.history_b, *follow_up]))
+        answers = await self.lanes.generate(self._answer_both, sides, params)
+        try:
+            await self.writer.submit_async([BattleTurnOp(
+                battle_id=battle_id, user_id=ctx.user_id, owner=owner,
+                previous=(state.request_id_a, state.request_id_b), answers=answers)])
+        except UnitRejected as e:
+            first = e.errors[0]
+            raise ServingError(first.message, status=_STATUS[first.code], param="battle_id",
+                               type="permission_error" if first.code == "forbidden" else "invalid_request_error",
+                               code={"duplicate": "battle_conflict"}.get(first.code, _CODES[first.code])) from None
+        return p.ArenaResponse(battle_id=battle_id, turn=state.turns + 1, answers=[
+            p.ArenaAnswer(slot=slot, content=text, request_id=rid) for slot, (rid, _, _, text) in zip("ab", answers)])
+
+    def _answer_both(self, sides: tuple, params: SamplingParams) -> tuple:
+        started = time.perf_counter()
+        out = []
+        for version, messages in sides:
+            g = self.engine.chat(version.name, messages, params)[0]
+            self.metrics.observe_generation(version.name, version.name if version.adapter_path else "base",
+                                            g.prompt_tokens, g.completion_tokens, (time.perf_counter() - started) / 2)
+            out.append((new_id("chatcmpl"), version.name, messages, g.text))
+        return tuple(out)
 
 
 class FeedbackService:

@@ -222,11 +222,15 @@ class ModelList(_Response):
 class ArenaRequest(_Request):
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
         {"messages": [{"role": "user", "content": "My lamp arrived broken."}], "user": "alice", "max_tokens": 32}]})
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, description="A new battle: the conversation both sides "
+                                        "answer. With battle_id: the user's follow-up turn only")
     user: str | None = Field(None, max_length=200)
     max_tokens: int = Field(128, ge=1, le=4096)
     temperature: float = Field(0.8, gt=0.0, le=2.0, description="Sampling is always on in the arena")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    battle_id: str | None = Field(None, min_length=1, max_length=64, description=(
+        "Go on with this battle (multi-turn, as in Chatbot Arena): the same two anonymous versions answer the "
+        "follow-up in messages, each with its own conversation so far. A vote ends a battle and judges all of it"))
 
 
 class ArenaAnswer(_Response):
@@ -238,6 +242,7 @@ class ArenaAnswer(_Response):
 class ArenaResponse(_Response):
     battle_id: str
     answers: list[ArenaAnswer]
+    turn: int = Field(1, description="Which turn of the battle these answers are (1: the first)")
 
 
 class VoteRequest(_Request):

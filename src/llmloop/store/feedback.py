@@ -167,6 +167,7 @@ def voted_battles(db: Database, *, after_id: int = 0, up_to_id: int | None = Non
             battles.c.messages, battles.c.request_id_a, battles.c.request_id_b,
             battles.c.version_a, battles.c.version_b,
             ca.c.output.label("output_a"), cb.c.output.label("output_b"),
+            ca.c.messages.label("messages_a"), cb.c.messages.label("messages_b"),
         )
         .join(battles, battles.c.id == votes.c.battle_id)
         .join(ca, ca.c.request_id == battles.c.request_id_a)
@@ -183,9 +184,15 @@ def voted_battles(db: Database, *, after_id: int = 0, up_to_id: int | None = Non
                 messages=r.messages, output_a=r.output_a, output_b=r.output_b,
                 request_id_a=r.request_id_a, request_id_b=r.request_id_b,
                 version_a=r.version_a, version_b=r.version_b, voted_at=as_utc(r.created_at),
+                **_later_turns(r.messages, r.messages_a, r.messages_b),
             )
             for r in conn.execute(q)
         ]
+
+
+def _later_turns(first: list[dict[str, Any]], a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each side's last prompt when the battle went on past its first turn (see ``ingest.BattleTurnOp``)."""
+    return {} if a == first and b == first else {"messages_a": a, "messages_b": b}
 
 
 def list_events(db: Database, *, kind: str | None = None, after_id: int = 0) -> list[dict[str, Any]]:

@@ -64,6 +64,7 @@ class UnvotedBattle:
     output_a: str
     output_b: str
     created_at: dt.datetime
+    turns: int = 1  # a multi-turn battle's sides answered their own histories (the judge skips those)
 
 
 def _window(q: sa.Select, column: sa.Column, after_id: int, up_to_id: int | None) -> sa.Select:
@@ -123,7 +124,7 @@ def unvoted_battles(db: Database, *, since: dt.datetime | None = None, limit: in
     q = (
         sa.select(battles.c.id, battles.c.user_id, battles.c.messages, battles.c.request_id_a,
                   battles.c.request_id_b, battles.c.version_a, battles.c.version_b, battles.c.created_at,
-                  ca.c.output.label("output_a"), cb.c.output.label("output_b"))
+                  ca.c.output.label("output_a"), cb.c.output.label("output_b"), ca.c.messages.label("messages_a"))
         .join(ca, ca.c.request_id == battles.c.request_id_a)
         .join(cb, cb.c.request_id == battles.c.request_id_b)
         .where(~voted)
@@ -137,9 +138,54 @@ def unvoted_battles(db: Database, *, since: dt.datetime | None = None, limit: in
         return [
             UnvotedBattle(battle_id=r.id, user_id=r.user_id, messages=r.messages, request_id_a=r.request_id_a,
                           request_id_b=r.request_id_b, version_a=r.version_a, version_b=r.version_b,
-                          output_a=r.output_a, output_b=r.output_b, created_at=as_utc(r.created_at))
+                          output_a=r.output_a, output_b=r.output_b, created_at=as_utc(r.created_at),
+                          turns=1 + sum(m.get("role") == "assistant" for m in r.messages_a[len(r.messages):]))
             for r in conn.execute(q)
         ]
+
+
+@dataclass(frozen=True)
+class BattleState:
+    """Where an arena battle stands, for its next turn: each side's conversation so far (its own
+    answers and the user's follow-ups), the request ids of the last two answers, and whether a vote
+    ended it."""
+
+    battle_id: str
+    user_id: str
+    version_a: str
+    version_b: str
+    request_id_a: str
+    request_id_b: str
+    history_a: list[dict[str, Any]]
+    history_b: list[dict[str, Any]]
+    turns: int
+    voted: bool
+
+
+def battle_state(db: Database, battle_id: str) -> BattleState | None:
+    """The battle ``battle_id`` as its next turn needs it, or None when there is no such battle."""
+    ca, cb = completions.alias("ca"), completions.alias("cb")
+    voted = sa.select(votes.c.battle_id).where(votes.c.battle_id == battles.c.id).exists()
+    q = (
+        sa.select(battles.c.id, battles.c.user_id, battles.c.messages, battles.c.request_id_a, battles.c.request_id_b,
+                  battles.c.version_a, battles.c.version_b, voted.label("voted"),
+                  ca.c.messages.label("messages_a"), ca.c.output.label("output_a"),
+                  cb.c.messages.label("messages_b"), cb.c.output.label("output_b"))
+        .join(ca, ca.c.request_id == battles.c.request_id_a)
+        .join(cb, cb.c.request_id == battles.c.request_id_b)
+        .where(battles.c.id == battle_id)
+    )
+    with db.begin() as conn:
+        r = conn.execute(q).first()
+    if r is None:
+        return None
+    return BattleState(
+        battle_id=r.id, user_id=r.user_id, version_a=r.version_a, version_b=r.version_b,
+        request_id_a=r.request_id_a, request_id_b=r.request_id_b,
+        history_a=[*r.messages_a, {"role": "assistant", "content": r.output_a}],
+        history_b=[*r.messages_b, {"role": "assistant", "content": r.output_b}],
+        turns=1 + sum(m.get("role") == "assistant" for m in r.messages_a[len(r.messages):]),
+        voted=bool(r.voted))
 
 
 def max_feedback_ids(db: Database) -> dict[str, int]:

@@ -61,6 +61,21 @@ class BattleOp:
 
 
 @dataclass(frozen=True)
+class BattleTurnOp:
+    """A later turn of an arena battle: each side answered the user's follow-up with its own history.
+    Both answers become completions of the battle, and the battle now points at them (its votes judge
+    the whole conversation). ``previous`` is the pair of request ids the turn continued: when another
+    turn got in first, or a vote ended the battle, the turn is refused."""
+
+    battle_id: str
+    user_id: str
+    previous: tuple[str, str]
+    answers: tuple[tuple[str, str, list[dict[str, Any]], str], tuple[str, str, list[dict[str, Any]], str]]
+    # (request_id, version, that side's messages, output) × 2
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
 class VoteOp:
     battle_id: str
     user_id: str
@@ -87,7 +102,7 @@ class EventOp:
     owner: str | None = None
 
 
-Op = CompletionOp | BattleOp | VoteOp | ThumbOp | EventOp
+Op = CompletionOp | BattleOp | BattleTurnOp | VoteOp | ThumbOp | EventOp
 
 
 @dataclass(frozen=True)
@@ -137,14 +152,15 @@ def _sqlite_select(cur: Any, sql: str, keys: set[str], extra: list[str] | None =
 
 
 def _lookups(conn: sa.Connection, cur: Any, rids: set[str], bids: set[str], voters: set[str]
-             ) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str, str]], set[tuple[str, str]]]:
+             ) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str, str, str, str]], set[tuple[str, str]]]:
     """One query per referenced table for the whole group: answers, battles, and the (battle, user)
     pairs that already voted (only the pairs this group could repeat)."""
     if cur is not None:  # SQLite: the raw DB-API cursor, no statement compilation or Row objects
         answers = {r[0]: (r[1], r[2]) for r in _sqlite_select(
             cur, "SELECT request_id, version, user_id FROM completions WHERE request_id IN ({})", rids)}
-        fights = {r[0]: (r[1], r[2], r[3]) for r in _sqlite_select(
-            cur, "SELECT id, version_a, version_b, user_id FROM battles WHERE id IN ({})", bids)}
+        fights = {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in _sqlite_select(
+            cur, "SELECT id, version_a, version_b, user_id, request_id_a, request_id_b FROM battles WHERE id IN ({})",
+            bids)}
         voted: set[tuple[str, str]] = set()
         if fights:
             for chunk in _chunks(list(voters)):
@@ -155,8 +171,9 @@ def _lookups(conn: sa.Connection, cur: Any, rids: set[str], bids: set[str], vote
         return answers, fights, voted
     answers = {r.request_id: (r.version, r.user_id) for r in _fetch(
         conn, completions.c.request_id, rids, completions.c.request_id, completions.c.version, completions.c.user_id)}
-    fights = {r.id: (r.version_a, r.version_b, r.user_id) for r in _fetch(
-        conn, battles.c.id, bids, battles.c.id, battles.c.version_a, battles.c.version_b, battles.c.user_id)}
+    fights = {r.id: (r.version_a, r.version_b, r.user_id, r.request_id_a, r.request_id_b) for r in _fetch(
+        conn, battles.c.id, bids, battles.c.id, battles.c.version_a, battles.c.version_b, battles.c.user_id,
+        battles.c.request_id_a, battles.c.request_id_b)}
     voted = set()
     if bids:
         for chunk in _chunks(sorted(voters)):
@@ -173,18 +190,20 @@ def ingest(conn: sa.Connection, units: list[list[Op]]) -> list[list[OpResult] | 
     (``INSERT … RETURNING`` in ordered multi-row batches)."""
     cur = conn.connection.cursor() if conn.dialect.name == "sqlite" else None
     rids = {op.request_id for u in units for op in u if isinstance(op, (ThumbOp, EventOp))}
-    bids = {op.battle_id for u in units for op in u if isinstance(op, VoteOp)}
-    voters = {op.user_id for u in units for op in u if isinstance(op, VoteOp)}
+    bids = {op.battle_id for u in units for op in u if isinstance(op, (VoteOp, BattleTurnOp))}
+    voters = {op.user_id for u in units for op in u if isinstance(op, (VoteOp, BattleTurnOp))}
     answers, fights, voted = _lookups(conn, cur, rids, bids, voters)
 
     now = utcnow()
     rows: dict[str, list[tuple]] = {"completions": [], "battles": [], "votes": [], "thumbs": [], "events": []}
+    turns: list[tuple[str, str, str, str, str]] = []  # (new a, new b, battle, previous a, previous b)
     slots: dict[str, list[tuple[int, int]]] = {"votes": [], "thumbs": [], "events": []}  # (unit, op) per row
     results: list[list[OpResult] | UnitRejected] = []
     for ui, unit in enumerate(units):
         errors: list[OpError] = []
         staged_answers: dict[str, tuple[str, str]] = {}
-        staged_fights: dict[str, tuple[str, str, str]] = {}
+        staged_fights: dict[str, tuple[str, str, str, str, str]] = {}
+        staged_turns: list[tuple[str, str, str, str, str]] = []
         staged_votes: set[tuple[str, str]] = set()
         out: list[OpResult] = []
         staged: list[tuple[str, tuple, int | None]] = []  # (table, row, op index for an id)
@@ -204,8 +223,31 @@ def ingest(conn: sa.Connection, units: list[list[Op]]) -> list[list[OpResult] | 
                     staged_answers[rid] = (ver, op.user_id)
                 (ra, va, _), (rb, vb, _) = op.answers
                 staged.append(("battles", (op.battle_id, op.user_id, op.messages, ra, rb, va, vb, now), None))
-                staged_fights[op.battle_id] = (va, vb, op.user_id)
+                staged_fights[op.battle_id] = (va, vb, op.user_id, ra, rb)
                 out.append(OpResult(None, versions=(va, vb)))
+            elif isinstance(op, BattleTurnOp):
+                fight = staged_fights.get(op.battle_id) or fights.get(op.battle_id)
+                (ra, va, ma, ta), (rb, vb, mb, tb) = op.answers
+                if fight is None:
+                    errors.append(OpError(oi, "not_found", f"no arena battle {op.battle_id!r}"))
+                elif op.owner is not None and fight[2] != op.owner:
+                    errors.append(OpError(oi, "forbidden", f"battle {op.battle_id!r} was not served to you"))
+                elif (op.battle_id, op.user_id) in voted or (op.battle_id, op.user_id) in staged_votes:
+                    errors.append(OpError(oi, "duplicate", f"battle {op.battle_id!r} was voted on: a vote ends a "
+                                                           "battle; start a new one"))
+                elif (va, vb) != fight[:2]:
+                    errors.append(OpError(oi, "invalid", f"battle {op.battle_id!r} is {fight[0]} vs {fight[1]}, "
+                                                         f"not {va} vs {vb}"))
+                elif tuple(op.previous) != fight[3:]:
+                    errors.append(OpError(oi, "duplicate", f"battle {op.battle_id!r} went on meanwhile (another "
+                                                           "follow-up came first); send yours again"))
+                else:
+                    for rid, ver, msgs, text in op.answers:
+                        staged.append(("completions", (rid, op.user_id, ver, msgs, text, op.battle_id, now), None))
+                        staged_answers[rid] = (ver, op.user_id)
+                    staged_fights[op.battle_id] = (va, vb, fight[2], ra, rb)
+                    staged_turns.append((ra, rb, op.battle_id, *op.previous))
+                    out.append(OpResult(None, versions=(va, vb)))
             elif isinstance(op, VoteOp):
                 fight = staged_fights.get(op.battle_id) or fights.get(op.battle_id)
                 if op.choice not in VOTE_CHOICES:
@@ -245,6 +287,7 @@ def ingest(conn: sa.Connection, units: list[list[Op]]) -> list[list[OpResult] | 
         answers.update(staged_answers)
         fights.update(staged_fights)
         voted.update(staged_votes)
+        turns.extend(staged_turns)
         for key, row, oi in staged:
             rows[key].append(row)
             if oi is not None:
@@ -254,12 +297,17 @@ def ingest(conn: sa.Connection, units: list[list[Op]]) -> list[list[OpResult] | 
     if cur is not None:
         _write_sqlite(conn, cur, rows, now)
         ids = {key: _sqlite_new_ids(cur, _TABLES[key].name, len(rows[key])) for key in slots if rows[key]}
+        if turns:
+            cur.executemany(_TURN_SQL, turns)
     else:
         for key in ("completions", "battles"):
             if rows[key]:
                 conn.execute(_TABLES[key].insert(), [dict(zip(_COLUMNS[key], r)) for r in rows[key]])
         ids = {key: _insert_returning_ids(conn, _TABLES[key], [dict(zip(_COLUMNS[key], r)) for r in rows[key]])
                for key in slots if rows[key]}
+        for ra, rb, bid, pa, pb in turns:
+            conn.execute(battles.update().where(battles.c.id == bid, battles.c.request_id_a == pa,
+                                                battles.c.request_id_b == pb).values(request_id_a=ra, request_id_b=rb))
     for key, new_ids in ids.items():
         for (ui, oi), new_id in zip(slots[key], new_ids, strict=True):
             unit = results[ui]
@@ -277,6 +325,8 @@ _COLUMNS = {
     "thumbs": ("request_id", "user_id", "rating", "comment", "correction", "created_at"),
     "events": ("kind", "request_id", "version", "user_id", "payload", "created_at"),
 }
+# a battle's next turn: the battle points at its newest answers (only if no other turn moved it first)
+_TURN_SQL = "UPDATE battles SET request_id_a = ?, request_id_b = ? WHERE id = ? AND request_id_a = ? AND request_id_b = ?"
 _JSON = {key: tuple(i for i, c in enumerate(cols) if isinstance(_TABLES[key].c[c].type, sa.JSON))
          for key, cols in _COLUMNS.items()}
 _INSERT_SQL = {key: f"INSERT INTO {_TABLES[key].name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"

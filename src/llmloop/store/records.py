@@ -93,6 +93,10 @@ class VotedBattle:
     version_a: str
     version_b: str
     voted_at: dt.datetime
+    # a multi-turn battle: what each side's last answer replied to (its own earlier answers and the
+    # user's follow-ups); None for a one-turn battle, where both are ``messages``
+    messages_a: list[dict[str, Any]] | None = None
+    messages_b: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

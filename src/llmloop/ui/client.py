@@ -107,9 +107,13 @@ class GatewayClient:
             raise _error(r)
         return dict(r.json())
 
-    def arena(self, prompt: str, *, user: str | None, max_tokens: int = 128) -> dict[str, Any]:
-        return self._post("/v1/arena", {"messages": [{"role": "user", "content": prompt}],
-                                        "user": user, "max_tokens": max_tokens})
+    def arena(self, prompt: str, *, user: str | None, max_tokens: int = 128,
+              battle_id: str | None = None) -> dict[str, Any]:
+        """Two anonymous answers to ``prompt``; with ``battle_id``, that battle's next turn (a follow-up)."""
+        body: dict[str, Any] = {"messages": [{"role": "user", "content": prompt}], "user": user, "max_tokens": max_tokens}
+        if battle_id:
+            body["battle_id"] = battle_id
+        return self._post("/v1/arena", body)
 
     def vote(self, battle_id: str, choice: str, *, user: str | None) -> dict[str, Any]:
         return self._post("/v1/feedback/vote", {"battle_id": battle_id, "choice": choice, "user": user})

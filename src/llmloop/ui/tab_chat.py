@@ -182,7 +182,7 @@ def build_arena(ctx: Ctx, lang: Any, user: Any) -> tuple[Callable[[], Any], list
     import gradio as gr
 
     L, client = ctx.label, ctx.client
-    battle = gr.State(None)  # {"id": battle id, "prompt": …}
+    battle = gr.State(None)  # {"id": battle id, "prompt": first prompt, "turn": n}
     L(gr.Markdown(ctx.t("arena_help"), elem_id="arena-help"), "arena_help", "value")
     prompt = L(gr.Textbox(label=ctx.t("arena_prompt"), elem_id="arena-prompt"), "arena_prompt")
     with gr.Row():
@@ -193,6 +193,10 @@ def build_arena(ctx: Ctx, lang: Any, user: Any) -> tuple[Callable[[], Any], list
         ans_a = L(gr.Textbox(label=ctx.t("answer_a"), lines=6, interactive=False, elem_id="answer-a"), "answer_a")
         ans_b = L(gr.Textbox(label=ctx.t("answer_b"), lines=6, interactive=False, elem_id="answer-b"), "answer_b")
     with gr.Row():
+        follow = L(gr.Textbox(label=ctx.t("arena_followup"), elem_id="arena-followup", scale=4), "arena_followup")
+        follow_go = L(gr.Button(ctx.t("arena_followup_go"), elem_id="arena-followup-go", scale=1, interactive=False),
+                      "arena_followup_go", "value")
+    with gr.Row():
         vote_buttons = {
             choice: L(gr.Button(ctx.t(f"vote_{choice}"), elem_id=f"vote-{choice}", interactive=False),
                       f"vote_{choice}", "value")
@@ -200,7 +204,7 @@ def build_arena(ctx: Ctx, lang: Any, user: Any) -> tuple[Callable[[], Any], list
         }
     status = gr.Markdown(elem_id="arena-status")
     counts = gr.Markdown(elem_id="arena-counts")
-    buttons = list(vote_buttons.values())
+    buttons = [*vote_buttons.values(), follow_go]
 
     def votable(on: bool) -> list[Any]:
         return [gr.update(interactive=on) for _ in buttons]
@@ -214,8 +218,23 @@ def build_arena(ctx: Ctx, lang: Any, user: Any) -> tuple[Callable[[], Any], list
             return (None, "", "", error_text(e, lng), *votable(False))
         by_slot = {a["slot"]: a["content"] for a in b["answers"]}
         ready = t("arena_ready", lng)  # whether both came from one version is told with the reveal
-        return ({"id": b["battle_id"], "prompt": text}, by_slot["a"], by_slot["b"], ready,
+        return ({"id": b["battle_id"], "prompt": text, "turn": 1}, by_slot["a"], by_slot["b"], ready,
                 *votable(True))
+
+    def on_follow(current: dict | None, text: str, shown_a: str, shown_b: str, uid: str | None, lng: str) -> tuple:
+        """The battle's next turn: each answer box shows its side's conversation, the newest answer last."""
+        if not current:
+            return (current, gr.skip(), gr.skip(), gr.skip(), t("arena_followup_first", lng), *votable(False))
+        if not (text or "").strip():
+            return (current, gr.skip(), gr.skip(), gr.skip(), t("arena_empty", lng), *[gr.skip()] * len(buttons))
+        try:
+            b = client.arena(text.strip(), user=uid, battle_id=current["id"])
+        except GatewayError as e:
+            return (current, gr.skip(), gr.skip(), gr.skip(), error_text(e, lng), *[gr.skip()] * len(buttons))
+        by_slot = {a["slot"]: a["content"] for a in b["answers"]}
+        asked = f"\n\n» {t('arena_you', lng)}: {text.strip()}\n\n"
+        return ({**current, "turn": b["turn"]}, "", shown_a + asked + by_slot["a"], shown_b + asked + by_slot["b"],
+                t("arena_turn", lng, turn=b["turn"]), *votable(True))
 
     def on_again(current: dict | None, text: str, uid: str | None, lng: str) -> tuple:
         return on_battle((text or "").strip() or (current or {}).get("prompt", ""), uid, lng)
@@ -223,19 +242,23 @@ def build_arena(ctx: Ctx, lang: Any, user: Any) -> tuple[Callable[[], Any], list
     def voter(choice: str) -> Callable[..., tuple]:
         def on_vote(current: dict | None, uid: str | None, lng: str) -> tuple:
             if not current:
-                return (current, gr.skip(), gr.skip(), gr.skip(), t("no_battle", lng), gr.skip(), *votable(False))
+                return (current, gr.skip(), gr.skip(), gr.skip(), gr.skip(), t("no_battle", lng), gr.skip(), *votable(False))
             try:
                 v = client.vote(current["id"], choice, user=uid)
             except GatewayError as e:
-                return (current, gr.skip(), gr.skip(), gr.skip(), error_text(e, lng), gr.skip(), *[gr.skip()] * 4)
+                return (current, gr.skip(), gr.skip(), gr.skip(), gr.skip(), error_text(e, lng), gr.skip(),
+                        *[gr.skip()] * len(buttons))
             note = t("vote_saved", lng, id=v["id"], choice=t(f"vote_{choice}", lng)) + " " + reveal(v["versions"], lng)
-            return (None, "", "", "", note, arena_counts(client, lng), *votable(False))
+            return (None, "", "", "", "", note, arena_counts(client, lng), *votable(False))
         return on_vote
 
     go.click(on_battle, [prompt, user, lang], [battle, ans_a, ans_b, status, *buttons])
     prompt.submit(on_battle, [prompt, user, lang], [battle, ans_a, ans_b, status, *buttons])
     again.click(on_again, [battle, prompt, user, lang], [battle, ans_a, ans_b, status, *buttons])
-    new_round.click(lambda: (None, "", "", "", "", *votable(False)), None, [battle, prompt, ans_a, ans_b, status, *buttons])
+    follow_go.click(on_follow, [battle, follow, ans_a, ans_b, user, lang], [battle, follow, ans_a, ans_b, status, *buttons])
+    follow.submit(on_follow, [battle, follow, ans_a, ans_b, user, lang], [battle, follow, ans_a, ans_b, status, *buttons])
+    new_round.click(lambda: (None, "", "", "", "", "", *votable(False)), None,
+                    [battle, prompt, follow, ans_a, ans_b, status, *buttons])
     for choice, button in vote_buttons.items():
-        button.click(voter(choice), [battle, user, lang], [battle, prompt, ans_a, ans_b, status, counts, *buttons])
+        button.click(voter(choice), [battle, user, lang], [battle, prompt, follow, ans_a, ans_b, status, counts, *buttons])
     return (lambda: arena_counts(client, ctx.lang0)), [counts]
