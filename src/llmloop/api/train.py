@@ -101,7 +101,7 @@ def _inputs(db: Any, stage: str, cfg: Any) -> list[str]:
     """What the config names that the store must hold: the training (and evaluation) dataset, of the
     kind the stage trains on — the checks a launch would fail on, made before it."""
     from llmloop.data.catalog import list_datasets
-    from llmloop.train.jobs import _dataset
+    from llmloop.train.jobs import stage_dataset
 
     problems = []
     refs = [("dataset", cfg.dataset)]
@@ -109,7 +109,7 @@ def _inputs(db: Any, stage: str, cfg: Any) -> list[str]:
         refs.append(("eval.dataset", cfg.evaluation.dataset))
     for key, ref in refs:
         try:
-            _dataset(db, ref, stage) if key == "dataset" else _check_exists(db, ref)
+            stage_dataset(db, ref, stage) if key == "dataset" else _check_exists(db, ref)
         except Exception as e:  # noqa: BLE001 - DatasetNotFound, TrainingInputError: both are the user's to fix
             known = ", ".join(d["name"] if isinstance(d, dict) else d.name for d in list_datasets(db)) or "none yet"
             problems.append(f"{key}: {str(e).strip(chr(39) + chr(34))} (stored datasets: {known})")

@@ -17,8 +17,9 @@ def ui(
     gateway: str = typer.Option("http://127.0.0.1:8000", help="Base URL of a running `llmloop serve`"),
     api_key: str | None = typer.Option(
         None, envvar="LLMLOOP_API_KEY",
-        help="API key the UI uses; its role decides what the page shows and the gateway allows (annotator: data, "
-             "evaluation, reviews; admin: also training, surgery, rollout); env LLMLOOP_API_KEY"
+        help="API key the UI uses; its role decides what the page shows and the gateway allows (user: chat and "
+             "arena as the key's own user; annotator: also data, evaluation, reviews; admin: also training, surgery, "
+             "rollout); env LLMLOOP_API_KEY"
     ),
     host: str = typer.Option("127.0.0.1", help="Interface the UI listens on"),
     port: int = typer.Option(7860, help="TCP port the UI listens on"),

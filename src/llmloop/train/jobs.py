@@ -120,8 +120,8 @@ def follow_job(db: Database, job: Job, config: StageConfig, resume: bool = False
     """A non-main process of a multi-GPU job: the same recipe (the trainer synchronises the
     processes), no store writes; the main process records everything."""
     start = resolve_model(db, config.model)
-    dataset = _dataset(db, config.dataset, job.stage)
-    eval_rows = read_rows(_dataset(db, config.evaluation.dataset, job.stage)) if config.evaluation.dataset else None
+    dataset = stage_dataset(db, config.dataset, job.stage)
+    eval_rows = read_rows(stage_dataset(db, config.evaluation.dataset, job.stage)) if config.evaluation.dataset else None
     extra = {"reference": resolve_model(db, config.ref_model)} if getattr(config, "ref_model", None) else {}
     RECIPES[job.stage](config, start, read_rows(dataset), Path(job.output_dir), [], resume=resume,
                        eval_rows=eval_rows, **extra)
@@ -130,7 +130,7 @@ def follow_job(db: Database, job: Job, config: StageConfig, resume: bool = False
 def _run(db: Database, job: Job, stage: str, config: StageConfig, out: Path, progress: ProgressFn | None,
          resume: bool) -> TrainResult:
     start = resolve_model(db, config.model)
-    dataset = _dataset(db, config.dataset, stage)
+    dataset = stage_dataset(db, config.dataset, stage)
     kind = MODEL_KIND.get(stage)
     if config.registration.enabled and config.registration.name:
         _check_name_free(db, config.registration.name)
@@ -142,7 +142,7 @@ def _run(db: Database, job: Job, stage: str, config: StageConfig, out: Path, pro
 
     eval_rows = None
     if config.evaluation.dataset:
-        eval_version = _dataset(db, config.evaluation.dataset, stage)
+        eval_version = stage_dataset(db, config.evaluation.dataset, stage)
         eval_rows = read_rows(eval_version)
         log.info("eval dataset %s@%s: %d rows", eval_version.dataset, eval_version.version, eval_version.row_count)
     recorder = MetricsRecorder(db, job.id, out, progress, resume=resume)
@@ -177,7 +177,8 @@ def _run(db: Database, job: Job, stage: str, config: StageConfig, out: Path, pro
     return TrainResult(done, output.path, version, metrics.get("loss_final"), metrics)
 
 
-def _dataset(db: Database, ref: str, stage: str) -> DatasetVersion:
+def stage_dataset(db: Database, ref: str, stage: str) -> DatasetVersion:
+    """The dataset version ``ref`` names, checked to hold the rows ``stage`` trains on."""
     version = resolve(db, ref)
     want = DATASET_KIND[stage]
     if version.kind != want:
