@@ -23,7 +23,9 @@ import threading
 import time
 from pathlib import Path
 
-from fastapi import Request  # module level: the route's annotation must resolve (postponed annotations)
+from fastapi import (
+    Request,  # module level: the route's annotation must resolve (postponed annotations)
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -81,8 +83,9 @@ def bench_local(rows: int) -> tuple[float, float]:
 
     from llmloop.eval.evalset import EvalRow
     from llmloop.eval.report import run_eval
+    from llmloop.inference.base import SamplingParams
+    from llmloop.inference.embedded import EmbeddedEngine
     from llmloop.models.tiny import build_tiny_model
-    from llmloop.serve.engine import EmbeddedEngine, SamplingParams
     from llmloop.store.records import ModelVersion
 
     path = build_tiny_model(Path(tempfile.mkdtemp()) / "tiny")

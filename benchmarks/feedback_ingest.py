@@ -132,7 +132,7 @@ def bench(url: str | None, events: int, producers: int, baseline_events: int, ra
         backend = "PostgreSQL" if url else "SQLite (WAL, synchronous=FULL)"
         rids, battle = _seed(db, 1000)
         gc.collect()
-        gc.freeze()  # as `llmloop serve` does once started (serve/run.py): no full collections of the startup heap
+        gc.freeze()  # as `llmloop serve` does once started (llmloop/app.py): no full collections of the startup heap
 
         store_lane = ThreadPoolExecutor(16)
 

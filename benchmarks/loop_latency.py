@@ -47,10 +47,10 @@ def main() -> None:
 
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
+    from llmloop.inference.embedded import EmbeddedEngine
     from llmloop.loop.controller import Controller
     from llmloop.loop.policy import LoopPolicy
     from llmloop.models.tiny import TinyModelConfig, build_tiny_model
-    from llmloop.serve.engine import EmbeddedEngine
     from llmloop.store import feedback, loop_events, open_database, registry
 
     shape = {} if a.arch == "tiny" else dict(vocab_size=32000, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,

@@ -13,7 +13,7 @@ after another. Per variant and N: generated tokens/s over the wall clock, time t
 p50/p99 over all requests. A warm-up round (8 new tokens) of the same shape runs first, untimed.
 
 - ``engine``: ``EmbeddedEngine.chat_stream`` as the gateway calls it, continuous batching on (the GPU
-  default: serve/continuous.py wraps transformers' ``ContinuousBatchingManager``, paged KV cache).
+  default: inference/continuous.py wraps transformers' ``ContinuousBatchingManager``, paged KV cache).
 - ``engine-serial``: the same engine with ``continuous_batching="off"``: each stream holds the
   engine's lock from first to last token (the path before this benchmark); N > 8 is skipped by
   default (a stream waits for every stream before it: ~N times one stream).
@@ -67,7 +67,12 @@ def build_model(path: Path, smoke: bool, device: str) -> None:
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
     from tokenizers.pre_tokenizers import WhitespaceSplit
-    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import (
+        GenerationConfig,
+        PreTrainedTokenizerFast,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     dims = shape(smoke)
     vocab = {t: i for i, t in enumerate(SPECIAL)}
@@ -174,7 +179,7 @@ def clients(n: int, rounds: int, texts: list[str], one) -> dict:  # noqa: ANN001
 
 
 def engine_stream(engine, max_tokens: int):  # noqa: ANN001, ANN201
-    from llmloop.serve.engine import SamplingParams, StreamResult
+    from llmloop.inference.base import SamplingParams, StreamResult
 
     params = SamplingParams(max_tokens=max_tokens, temperature=0)
 
@@ -326,7 +331,7 @@ def run_variant(name: str, model_dir: Path, counts: list[int], opts, texts: list
     rows = []
     closer = None
     if name.startswith("engine"):
-        from llmloop.serve.engine import EmbeddedEngine
+        from llmloop.inference.embedded import EmbeddedEngine
 
         engine = EmbeddedEngine(device=device, continuous_batching="off" if name == "engine-serial" else "on")
         engine.load(version("base", model_dir))
@@ -366,7 +371,8 @@ def run_lora(model_dir: Path, adapters: list[Path], opts, texts: list[str], devi
     """64 concurrent chat requests: one adapter vs 8 adapters (engine), and PEFT's mixed-adapter batch."""
     import torch
 
-    from llmloop.serve.engine import EmbeddedEngine, SamplingParams
+    from llmloop.inference.base import SamplingParams
+    from llmloop.inference.embedded import EmbeddedEngine
 
     engine = EmbeddedEngine(device=device, merge_adapters="never")  # the GPU default; the CPU smoke would merge
     for i, a in enumerate(adapters):
@@ -421,7 +427,7 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; empty: only the multi-LoRA part")
     ap.add_argument("--serial-max-clients", type=int, default=8, help="engine-serial runs only up to this many clients")
     ap.add_argument("--cache-memory", type=float, default=0.3,
-                    help="hf-cb's share of free GPU memory for its KV cache (the engine's: serve/continuous.py)")
+                    help="hf-cb's share of free GPU memory for its KV cache (the engine's: inference/continuous.py)")
     ap.add_argument("--lora", type=int, default=8, help="Adapters for the multi-LoRA part (0: skip it)")
     ap.add_argument("--lora-clients", type=int, default=64)
     ap.add_argument("--out", type=Path, default=None, help="Write serve_gpu.json here")

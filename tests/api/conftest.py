@@ -31,7 +31,7 @@ def adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="session")
 def engine():  # noqa: ANN201
-    from llmloop.serve.engine import EmbeddedEngine
+    from llmloop.inference.embedded import EmbeddedEngine
 
     return EmbeddedEngine(device="cpu")
 
@@ -60,7 +60,7 @@ def api(db: Database, tiny_model_dir: Path, adapter_dir: Path, engine) -> Iterat
     """v1.0 (the tiny model) is production; v1.1 = v1.0 + a LoRA adapter is the candidate."""
     from fastapi.testclient import TestClient
 
-    from llmloop.serve.app import create_app
+    from llmloop.app import create_app
 
     registry.register(db, name="v1.0", kind="chat", base_model=str(tiny_model_dir))
     registry.register(db, name="v1.1", kind="chat", base_model=str(tiny_model_dir), adapter_path=str(adapter_dir),

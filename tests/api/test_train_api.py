@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from api_helpers import error, wait_task
+from api_helpers import error
 
 ROWS = [{"instruction": f"How do I reset device {i}?", "output": f"Hold the button on device {i} for ten seconds."}
         for i in range(8)]

@@ -5,7 +5,7 @@ from fastapi.responses import JSONResponse
 
 from llmloop.eval.endpoint import EndpointEngine
 from llmloop.eval.report import EvalRow, run_eval
-from llmloop.serve.engine import SamplingParams
+from llmloop.inference.base import SamplingParams
 
 
 def flaky_app() -> FastAPI:

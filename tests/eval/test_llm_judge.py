@@ -7,7 +7,13 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from llmloop.eval.llm_judge import JudgeEndpoint, JudgeTemplates, LLMJudge, extract_json, render
+from llmloop.eval.llm_judge import (
+    JudgeEndpoint,
+    JudgeTemplates,
+    LLMJudge,
+    extract_json,
+    render,
+)
 from llmloop.eval.winrate import PairSample, summarize
 
 
@@ -119,8 +125,8 @@ def test_500s_timeouts_and_garbage_fail_samples_and_the_run_completes(serve_app)
 def test_the_real_gateway_as_judge_gives_failed_samples_with_reasons(db, tiny_model_dir, serve_app):
     import torch
 
-    from llmloop.serve.app import create_app
-    from llmloop.serve.engine import EmbeddedEngine
+    from llmloop.app import create_app
+    from llmloop.inference.embedded import EmbeddedEngine
     from llmloop.store import registry
 
     registry.register(db, name="v1.0", kind="chat", base_model=str(tiny_model_dir))

@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from llmloop.eval.report import EvalRow, read_eval_set, run_eval, write_csv, write_html, write_json
-from llmloop.serve.engine import EmbeddedEngine, Generation, SamplingParams
+from llmloop.eval.render import write_csv, write_html, write_json
+from llmloop.eval.report import EvalRow, read_eval_set, run_eval
+from llmloop.inference.base import Generation, SamplingParams
+from llmloop.inference.embedded import EmbeddedEngine
 from llmloop.store.records import ModelVersion
 
 

@@ -5,8 +5,14 @@ import pytest
 
 from llmloop.demo.users import preference_score
 from llmloop.eval.judges import ScoreJudge, load_judge
-from llmloop.eval.winrate import PairSample, compare_versions, summarize, wilson_interval
-from llmloop.serve.engine import EmbeddedEngine, SamplingParams
+from llmloop.eval.winrate import (
+    PairSample,
+    compare_versions,
+    summarize,
+    wilson_interval,
+)
+from llmloop.inference.base import SamplingParams
+from llmloop.inference.embedded import EmbeddedEngine
 from llmloop.store.records import ModelVersion
 
 

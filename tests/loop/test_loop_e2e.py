@@ -13,16 +13,22 @@ import time
 import httpx
 import pytest
 import yaml
+from test_round import make_policy, production
 
 from llmloop.demo import users
+from llmloop.demo.faults import FaultyGateway
 from llmloop.demo.traffic import UserTraffic
+from llmloop.inference.embedded import EmbeddedEngine
 from llmloop.loop.controller import run_once
-from llmloop.loop.faults import FaultyGateway
-from llmloop.serve.engine import EmbeddedEngine
 from llmloop.serve.process import GatewayProcess
-from llmloop.store import feedback, loop_events, open_database, registry, rounds, traffic
-
-from test_round import make_policy, production
+from llmloop.store import (
+    feedback,
+    loop_events,
+    open_database,
+    registry,
+    rounds,
+    traffic,
+)
 
 pytestmark = pytest.mark.slow
 FAST_TRAIN = {"finetuning": "lora", "learning_rate": 5e-3, "max_steps": 3, "per_device_train_batch_size": 8,

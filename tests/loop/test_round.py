@@ -6,9 +6,9 @@ import pytest
 
 from llmloop.data.versions import read_rows
 from llmloop.eval.leaderboard import saved_comparisons
+from llmloop.inference.embedded import EmbeddedEngine
 from llmloop.loop.controller import Controller, run_once, trigger_status
 from llmloop.loop.policy import LoopPolicy, PolicyError, load_policy, read_prompts
-from llmloop.serve.engine import EmbeddedEngine
 from llmloop.store import datasets as store_datasets
 from llmloop.store import feedback, loop_events, registry, rounds
 
@@ -177,7 +177,16 @@ def test_every_shipped_loop_policy_validates():
 def test_docs_describe_every_policy_key_and_command():
     from pathlib import Path
 
-    from llmloop.loop.policy import DataPolicy, GatePolicy, GuardPolicy, RollbackPolicy, RolloutPolicy, RolloutStage, TrainPolicy, TriggerPolicy
+    from llmloop.loop.policy import (
+        DataPolicy,
+        GatePolicy,
+        GuardPolicy,
+        RollbackPolicy,
+        RolloutPolicy,
+        RolloutStage,
+        TrainPolicy,
+        TriggerPolicy,
+    )
 
     doc = Path(__file__).parents[2].joinpath("docs", "loop.md").read_text(encoding="utf-8")
     sections = {"trigger": TriggerPolicy, "data": DataPolicy, "train": TrainPolicy, "gate": GatePolicy,
@@ -255,9 +264,9 @@ def test_a_kto_round_trains_on_thumbs(db, tiny_model_dir, tmp_path):
 def test_the_guard_set_rejects_a_candidate_that_regresses_and_holdout_prompts_join_the_gate(db, tiny_model_dir, tmp_path):
     """The guard's references are production's own greedy answers, so production scores 1.0 exact
     match and a differently initialised model ~0: a regression far beyond the tolerance."""
+    from llmloop.inference.base import SamplingParams
     from llmloop.loop.round import evaluate
     from llmloop.models.tiny import TinyModelConfig, build_tiny_model
-    from llmloop.serve.engine import SamplingParams
 
     production(db, tiny_model_dir)
     other = build_tiny_model(tmp_path / "other", TinyModelConfig(seed=7))

@@ -43,7 +43,7 @@ def adapter_dirs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 def engine():
     """One embedded engine for the session: loading is per version name, and names map to the
     same files in every test."""
-    from llmloop.serve.engine import EmbeddedEngine
+    from llmloop.inference.embedded import EmbeddedEngine
 
     return EmbeddedEngine(device="cpu")
 
@@ -92,7 +92,7 @@ def running(app) -> Iterator[str]:  # noqa: ANN001
 @pytest.fixture
 def server(versions: Database, engine) -> Iterator[str]:  # noqa: ANN001
     """The gateway (production v1.0, candidate v1.1, 50/50 split for model='llmloop') on a free port."""
-    from llmloop.serve.app import create_app
+    from llmloop.app import create_app
     from llmloop.serve.routing import RoutingConfig
 
     app = create_app(db=versions, engine=engine, routing=RoutingConfig(weights={"production": 1, "candidate": 1}))

@@ -1,7 +1,7 @@
 """Every failure after the serving version is known carries ``x-llmloop-version`` and is counted in
 ``/metrics`` against that version — the loop's canary reads those series to roll a version back.
 
-The upstream here is a REAL second process: ``python -m llmloop.loop.faults`` (the ordinary gateway
+The upstream here is a REAL second process: ``python -m llmloop.demo.faults`` (the ordinary gateway
 whose engine fails every generation of its production version with a 502), then the same process
 killed with SIGKILL (nothing listens any more). Neither error may leave as ``version="none"``.
 """
@@ -14,10 +14,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmloop.serve.app import create_app
+from llmloop.app import create_app
+from llmloop.inference.upstream import UpstreamEngine
 from llmloop.serve.config import ServeConfig
 from llmloop.serve.process import GatewayProcess
-from llmloop.serve.upstream import UpstreamEngine
 from llmloop.store import open_database, registry
 from llmloop.workspace import Workspace
 
@@ -42,7 +42,7 @@ def _faulty_upstream(home: Path, tiny_model_dir: Path, log_path: Path) -> Gatewa
     registry.register(db, name="up1", kind="chat", base_model=str(tiny_model_dir))
     registry.set_alias(db, "production", "up1")
     db.dispose()
-    return GatewayProcess(home, log_path=log_path, module_args=("llmloop.loop.faults",),
+    return GatewayProcess(home, log_path=log_path, module_args=("llmloop.demo.faults",),
                           extra_args=("--rate", "1", "--target", "production"),
                           env={"OMP_NUM_THREADS": "1", "LLMLOOP_DATABASE_URL": url})
 
@@ -83,8 +83,8 @@ def test_real_upstream_5xx_and_crash_are_attributed_to_the_serving_version(
 def test_an_unexpected_engine_error_is_a_500_with_version_and_request_id(db, serve_app) -> None:
     """A bug (any exception, not an upstream error) leaves as an OpenAI-shaped 500 that still carries
     the version and the request id — Starlette's own 500 would carry neither."""
-    from llmloop.loop.faults import FlakyEngine
-    from llmloop.serve.echo import EchoEngine
+    from llmloop.demo.faults import FlakyEngine
+    from llmloop.inference.echo import EchoEngine
 
     registry.register(db, name="v3.0", kind="chat", base_model="echo")
     registry.set_alias(db, "production", "v3.0")

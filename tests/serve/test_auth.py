@@ -10,8 +10,8 @@ import pytest
 from openai import OpenAI
 from typer.testing import CliRunner
 
+from llmloop.app import create_app
 from llmloop.cli.main import app as cli
-from llmloop.serve.app import create_app
 from llmloop.serve.config import ServeConfig
 from llmloop.store import apikeys, feedback
 

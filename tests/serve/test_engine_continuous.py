@@ -1,4 +1,4 @@
-"""Streams batched continuously (serve/continuous.py) answer what the serialised path answers, run side
+"""Streams batched continuously (inference/continuous.py) answer what the serialised path answers, run side
 by side, honour stop strings, and leave adapter versions on the serialised path."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from llmloop.serve.engine import EmbeddedEngine, SamplingParams, StreamResult
+from llmloop.inference.base import SamplingParams, StreamResult
+from llmloop.inference.embedded import EmbeddedEngine
 from llmloop.store.records import ModelVersion
 
 GREEDY = SamplingParams(max_tokens=16, temperature=0)

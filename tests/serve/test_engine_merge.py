@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmloop.serve.engine import EmbeddedEngine, SamplingParams
+from llmloop.inference.base import SamplingParams
+from llmloop.inference.embedded import EmbeddedEngine
 from llmloop.store import registry
 
 PROMPTS = [[{"role": "user", "content": "Where is my order?"}], [{"role": "user", "content": "Can I return a lamp?"}]]

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from llmloop.serve.app import create_app
+from llmloop.app import create_app
 from llmloop.store import feedback, registry
 
 HI = [{"role": "user", "content": "My lamp arrived broken."}]

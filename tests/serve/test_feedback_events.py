@@ -70,7 +70,7 @@ def test_batch_is_all_or_nothing(server: str, versions) -> None:
 def test_async_answer_records_keep_feedback_consistent(versions, engine, serve_app) -> None:
     """--record-answers async: the answer is queued, not awaited; feedback sent right after it still
     finds it (the writer is FIFO), and the answer is in the store once the writer drained."""
-    from llmloop.serve.app import create_app
+    from llmloop.app import create_app
     from llmloop.serve.config import ServeConfig
 
     app = create_app(db=versions, engine=engine, config=ServeConfig(record_answers="async"))

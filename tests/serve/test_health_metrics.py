@@ -7,7 +7,7 @@ import time
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmloop.serve.app import create_app
+from llmloop.app import create_app
 
 
 def _samples(server: str) -> dict[tuple[str, frozenset], float]:

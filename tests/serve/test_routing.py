@@ -85,7 +85,8 @@ def test_concurrent_chats_are_generated_as_batches(tiny_model_dir):
     import datetime as dt
     from concurrent.futures import ThreadPoolExecutor
 
-    from llmloop.serve.engine import EmbeddedEngine, SamplingParams
+    from llmloop.inference.base import SamplingParams
+    from llmloop.inference.embedded import EmbeddedEngine
     from llmloop.store.records import ModelVersion
 
     engine = EmbeddedEngine(device="cpu")
@@ -110,7 +111,7 @@ def test_concurrent_chats_are_generated_as_batches(tiny_model_dir):
 def _engine_with_version(tiny_model_dir, **kwargs):  # noqa: ANN001, ANN202
     import datetime as dt
 
-    from llmloop.serve.engine import EmbeddedEngine
+    from llmloop.inference.embedded import EmbeddedEngine
     from llmloop.store.records import ModelVersion
 
     engine = EmbeddedEngine(device="cpu", **kwargs)
@@ -125,7 +126,7 @@ def test_callers_that_keep_asking_stay_batched(tiny_model_dir):
     batched together wave after wave, not served one request per generate (a lock convoy did that)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from llmloop.serve.engine import SamplingParams
+    from llmloop.inference.base import SamplingParams
 
     engine = _engine_with_version(tiny_model_dir)
     sizes = []
@@ -141,7 +142,7 @@ def test_callers_that_keep_asking_stay_batched(tiny_model_dir):
 def test_batches_hold_at_most_max_batch_rows(tiny_model_dir):
     from concurrent.futures import ThreadPoolExecutor
 
-    from llmloop.serve.engine import SamplingParams
+    from llmloop.inference.base import SamplingParams
 
     engine = _engine_with_version(tiny_model_dir, max_batch_rows=4)
     sizes = []
@@ -160,7 +161,7 @@ def test_counting_tokens_while_a_batch_is_encoded_is_safe(tiny_model_dir):
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from llmloop.serve.engine import SamplingParams
+    from llmloop.inference.base import SamplingParams
 
     engine = _engine_with_version(tiny_model_dir)
     stop = threading.Event()
@@ -189,8 +190,8 @@ def test_split_from_the_store_wins_and_moves_users_at_once(versions, engine, ser
     """The split the rollout/admin writes (store.traffic) overrides --split, on the next request."""
     from typer.testing import CliRunner
 
+    from llmloop.app import create_app
     from llmloop.cli.main import app as cli
-    from llmloop.serve.app import create_app
     from llmloop.store import apikeys, traffic
 
     users = [f"u{i}" for i in range(24)]
@@ -223,7 +224,7 @@ def test_split_from_the_store_wins_and_moves_users_at_once(versions, engine, ser
 
 
 def test_promotion_is_loaded_before_its_first_request_and_idle_versions_unload(versions, tiny_model_dir) -> None:
-    from llmloop.serve.engine import EmbeddedEngine
+    from llmloop.inference.embedded import EmbeddedEngine
     from llmloop.serve.pool import ModelPool
 
     engine = EmbeddedEngine(device="cpu")
@@ -241,7 +242,7 @@ def test_promotion_is_loaded_before_its_first_request_and_idle_versions_unload(v
 def test_model_pool_cache_answers_on_the_loop_and_follows_invalidation(db) -> None:
     """Cached answers resolve without the store (``inline``); a store change is seen after the cache
     time or at once after ``invalidate``; a name found missing never hides a just-registered version."""
-    from llmloop.serve.echo import EchoEngine
+    from llmloop.inference.echo import EchoEngine
     from llmloop.serve.pool import ModelPool, _Stale
 
     registry.register(db, name="v1.0", kind="chat", base_model="echo")

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from llmloop.serve.app import create_app
-from llmloop.serve.echo import EchoEngine
+from llmloop.app import create_app
+from llmloop.inference.echo import EchoEngine
 from llmloop.store import apikeys, registry
 
 

@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from llmloop.serve.app import create_app
+from llmloop.app import create_app
 from llmloop.serve.config import ServeConfig
 from llmloop.store import feedback, sessions
 

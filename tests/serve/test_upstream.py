@@ -15,12 +15,12 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from llmloop.serve.app import create_app
+from llmloop.app import create_app
+from llmloop.inference.base import SamplingParams
+from llmloop.inference.upstream import UpstreamEngine
+from llmloop.inference.vllm import VllmLauncher
 from llmloop.serve.config import VLLM_COMMAND, ServeConfig
-from llmloop.serve.engine import SamplingParams
 from llmloop.serve.process import GatewayProcess
-from llmloop.serve.upstream import UpstreamEngine
-from llmloop.serve.vllm import VllmLauncher
 from llmloop.store import registry
 
 HI = [{"role": "user", "content": "Where is my order?"}]

@@ -6,7 +6,6 @@ ingests its trainer_log.jsonl."""
 from __future__ import annotations
 
 import json
-import os
 import stat
 import sys
 from dataclasses import fields

@@ -31,10 +31,10 @@ def test_ui_mounts_on_the_gateway_app(db, tiny_model_dir) -> None:  # noqa: ANN0
     pytest.importorskip("gradio")
     from fastapi.testclient import TestClient
 
-    from llmloop.serve.app import create_app
-    from llmloop.serve.engine import EmbeddedEngine
+    from llmloop.app import create_app
+    from llmloop.inference.embedded import EmbeddedEngine
     from llmloop.store import registry
-    from llmloop.ui import mount
+    from llmloop.ui.mount import mount
 
     registry.register(db, name="v1.0", kind="chat", base_model=str(tiny_model_dir))
     registry.set_alias(db, "production", "v1.0")

@@ -4,7 +4,7 @@ Thin routers in the shape of ``serve/routes.py``: check the caller's role (the g
 keys), parse a pydantic request, call ONE library function, return its result; every error is
 OpenAI's ``{"error": {...}}`` body. Long work (training, evaluation, merges) runs as a background
 task with progress (``/api/v1/tasks``). ``add_admin_routes(app)`` mounts it all on a gateway app
-made by ``llmloop.serve.app.create_app``. See ``docs/api.md``.
+made by ``llmloop.app.create_app``. See ``docs/api.md``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 
 from llmloop.api.common import Admin, Annotator, User, blocking, gateway
-from llmloop.api.common import tasks as runner  # not `tasks`: the submodule llmloop.api.tasks takes that name
+from llmloop.api.common import (
+    tasks as runner,  # not `tasks`: the submodule llmloop.api.tasks takes that name
+)
 from llmloop.api.tasks import TaskRunner, TaskView
 from llmloop.serve.auth import Principal
 from llmloop.serve.serving import ServingError

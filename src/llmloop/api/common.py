@@ -26,7 +26,7 @@ from llmloop.serve.serving import ServingError
 
 if TYPE_CHECKING:
     from llmloop.api.tasks import TaskRunner
-    from llmloop.serve.app import Gateway
+    from llmloop.serve.gateway import Gateway
 
 T = TypeVar("T")
 

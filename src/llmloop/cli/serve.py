@@ -82,7 +82,7 @@ def serve(
     except ValidationError as e:
         raise typer.BadParameter("; ".join(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
                                            for err in e.errors())) from None
-    from llmloop.serve.run import run_gateway
+    from llmloop.app import run_gateway
 
     try:
         run_gateway(config)

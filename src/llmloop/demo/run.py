@@ -43,11 +43,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmloop.data.importer import import_file
 from llmloop.demo import users
 from llmloop.demo.traffic import UserTraffic
+from llmloop.inference.embedded import EmbeddedEngine
 from llmloop.loop.controller import RoundOutcome, run_once
 from llmloop.loop.policy import LoopPolicy, load_policy
 from llmloop.models.tiny import TinyModelConfig, build_tiny_model
 from llmloop.resources import demo_file, read_jsonl
-from llmloop.serve.engine import EmbeddedEngine
 from llmloop.serve.process import GatewayProcess
 from llmloop.store import Database, loop_events, registry, traffic
 from llmloop.train.config import PTConfig, SFTConfig

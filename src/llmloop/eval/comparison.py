@@ -17,7 +17,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmloop.eval.failures import summarize_failures
-from llmloop.eval.winrate import LengthControlled, WinRateReport, compare_versions, length_controlled
+from llmloop.eval.winrate import (
+    LengthControlled,
+    WinRateReport,
+    compare_versions,
+    length_controlled,
+)
 
 
 class CompareConfig(BaseModel):
@@ -69,7 +74,7 @@ def run_compare(config: CompareConfig, db=None, on_progress: Callable[[int, int]
     """Generate, judge, summarise; ValueError (naming the input) for anything wrong before generating."""
     from llmloop.eval.evalset import load_eval_set
     from llmloop.eval.judges import load_judge
-    from llmloop.serve.engine import SamplingParams
+    from llmloop.inference.base import SamplingParams
 
     if db is None:
         from llmloop.store import open_database
@@ -86,7 +91,7 @@ def run_compare(config: CompareConfig, db=None, on_progress: Callable[[int, int]
         xn, yn = config.challenger, config.incumbent
     else:
         from llmloop.eval.subjects import resolve_model
-        from llmloop.serve.engine import EmbeddedEngine
+        from llmloop.inference.embedded import EmbeddedEngine
         from llmloop.store import registry
 
         try:

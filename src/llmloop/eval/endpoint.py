@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from llmloop.serve.engine import Generation, SamplingParams
+from llmloop.inference.base import Generation, SamplingParams
 
 
 class EndpointEngine:

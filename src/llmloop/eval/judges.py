@@ -10,22 +10,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any
 
-Winner = Literal["x", "y", "tie", "failed"]  # "failed": no verdict could be had; reason says why
-
-
-@dataclass(frozen=True)
-class Verdict:
-    winner: Winner
-    reason: str = ""
-
-
-class PairwiseJudge(Protocol):
-    name: str
-
-    def judge(self, messages: list[dict[str, Any]], answer_x: str, answer_y: str) -> Verdict: ...
+from llmloop.eval.verdict import PairwiseJudge, Verdict, Winner  # noqa: F401 - re-exported
 
 
 class ScoreJudge:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llmloop.eval.judges import Verdict
+from llmloop.eval.verdict import Verdict
 
 CRITERIA = ("accuracy", "relevance", "fluency", "professionalism")
 

@@ -32,7 +32,7 @@ from typing import Any
 from llmloop.eval import metrics as M
 from llmloop.eval.evalset import EvalRow, read_eval_set  # noqa: F401 - re-exported: the public names of E4
 from llmloop.eval.failures import summarize_failures
-from llmloop.serve.engine import Engine, SamplingParams
+from llmloop.inference.base import Engine, SamplingParams
 
 
 @dataclass(frozen=True)
@@ -302,4 +302,3 @@ def _judge_all(judge: Any, version: str, rows: Sequence[EvalRow], samples: list[
 
 
 # -- rendering (kept importable from here; the code is in eval.render) -----------------------------
-from llmloop.eval.render import table_rows, write_csv, write_html, write_json  # noqa: E402,F401

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from llmloop.eval.judges import Verdict
+from llmloop.eval.verdict import Verdict
 
 
 class RewardModelJudge:

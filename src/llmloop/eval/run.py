@@ -99,7 +99,7 @@ def evaluate(config: EvalRunConfig, db=None, on_progress: Callable[[int, int], N
     ``on_ready(n_rows, n_versions)`` is called once inputs are checked (e.g. to size a progress bar)."""
     from llmloop.eval.evalset import load_eval_set
     from llmloop.eval.render import write_csv, write_html, write_json
-    from llmloop.serve.engine import SamplingParams
+    from llmloop.inference.base import SamplingParams
 
     if db is None and not (config.endpoint and Path(config.data).exists()):
         from llmloop.store import open_database
@@ -116,7 +116,7 @@ def evaluate(config: EvalRunConfig, db=None, on_progress: Callable[[int, int], N
         batch_size = max(config.batch_size, config.concurrency)
     else:
         from llmloop.eval.subjects import resolve_model
-        from llmloop.serve.engine import EmbeddedEngine
+        from llmloop.inference.embedded import EmbeddedEngine
         from llmloop.store import registry
 
         found = []

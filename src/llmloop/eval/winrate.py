@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from llmloop.eval.judges import PairwiseJudge, Verdict
-from llmloop.serve.engine import Engine, SamplingParams
+from llmloop.inference.base import Engine, SamplingParams
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from llmloop.inference.base import Engine
 from llmloop.loop import canary, sources
 from llmloop.loop import round as steps
 from llmloop.loop.policy import LoopPolicy
-from llmloop.serve.engine import Engine
 from llmloop.store import Database, loop_events, registry, rounds, traffic
 from llmloop.store.db import utcnow
 from llmloop.store.loop_events import StaleState
@@ -83,7 +83,7 @@ class Controller:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            from llmloop.serve.engine import EmbeddedEngine
+            from llmloop.inference.embedded import EmbeddedEngine
 
             self._engine = EmbeddedEngine()
         return self._engine

@@ -230,8 +230,9 @@ def _run_step(db: Database, step: Any, outputs: dict[str, dict[str, Any]]) -> tu
         def evaluate() -> dict[str, Any]:
             from llmloop.eval.judges import load_judge
             from llmloop.eval.winrate import compare_versions
+            from llmloop.inference.base import SamplingParams
+            from llmloop.inference.embedded import EmbeddedEngine
             from llmloop.loop.policy import read_prompts
-            from llmloop.serve.engine import EmbeddedEngine, SamplingParams
             from llmloop.store import registry
 
             engine = EmbeddedEngine()

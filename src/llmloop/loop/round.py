@@ -20,9 +20,9 @@ from llmloop.data.versions import write_version
 from llmloop.eval.judges import load_judge
 from llmloop.eval.leaderboard import save_comparison
 from llmloop.eval.winrate import WinRateReport, compare_versions
+from llmloop.inference.base import Engine, SamplingParams
 from llmloop.loop import sources
 from llmloop.loop.policy import LoopPolicy, PolicyError, read_prompt_rows, read_prompts
-from llmloop.serve.engine import Engine, SamplingParams
 from llmloop.store import Database, loop_events, registry, rounds
 from llmloop.store.records import ModelVersion
 

@@ -24,7 +24,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmloop.models.merge import MergeConfig, merge_full
-from llmloop.models.sources import SurgeryError, default_out, pick_name, publish, resolve
+from llmloop.models.sources import (
+    SurgeryError,
+    default_out,
+    pick_name,
+    publish,
+    resolve,
+)
 from llmloop.models.weights import staged_dir
 
 ProgressFn = Callable[[int, int], None]
@@ -79,7 +85,8 @@ def _score(model_dir: Path, rows, metric: str, max_tokens: int) -> float:  # noq
         return perplexity(model, tok, texts, max_length=1024)
     from llmloop.eval.report import run_eval
     from llmloop.eval.subjects import checkpoint_version
-    from llmloop.serve.engine import EmbeddedEngine, SamplingParams
+    from llmloop.inference.base import SamplingParams
+    from llmloop.inference.embedded import EmbeddedEngine
 
     engine = EmbeddedEngine(device="cpu")
     point = checkpoint_version(model_dir)  # an unregistered version for the engine

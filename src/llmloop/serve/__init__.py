@@ -1,8 +1,8 @@
-"""The gateway: OpenAI-compatible API, engines, routing, sessions, auth, feedback capture.
+"""The gateway: OpenAI-compatible API, routing, sessions, auth, feedback capture.
 
-Layers (as in vLLM's entrypoints): ``protocol`` pydantic models · engines (``engine`` embedded,
-``upstream`` any OpenAI-compatible server, ``vllm`` launcher, ``echo``), no web framework ·
-service classes (``serving``, ``capture``, ``sessions``, ``admin``, ``auth``), no web framework ·
-``routes`` thin FastAPI routers · ``app.create_app()`` · ``config.ServeConfig`` · ``run.run_gateway``.
-See ``docs/gateway.md``.
+Layers (as in vLLM's entrypoints): ``protocol`` pydantic models · service classes (``serving``,
+``capture``, ``sessions``, ``admin``, ``auth``, ``pool``), no web framework · ``routes`` thin FastAPI
+routers · ``gateway.create_gateway_app()`` · ``config.ServeConfig``. Engines live below, in
+``llmloop.inference``; the process (gateway + admin API + loop metrics + UI, ``run_gateway``) is
+put together above, in ``llmloop.app``. See ``docs/gateway.md`` and ``docs/architecture.md``.
 """

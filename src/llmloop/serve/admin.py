@@ -7,9 +7,9 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from llmloop.inference.base import Engine
 from llmloop.serve import protocol as p
 from llmloop.serve.auth import AuthService
-from llmloop.serve.engine import Engine
 from llmloop.serve.routing import RoutingConfig
 from llmloop.serve.serving import ModelPool, ServingError
 from llmloop.store import apikeys, registry, traffic

@@ -5,18 +5,34 @@ answered only after it committed. No web framework here.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 
+from llmloop.inference.base import Engine, SamplingParams
 from llmloop.serve import protocol as p
-from llmloop.serve.engine import Engine, SamplingParams
 from llmloop.serve.metrics import ServeMetrics
-from llmloop.serve.serving import CANDIDATE, PRODUCTION, ModelPool, RequestContext, ServingError, ThreadLanes, new_id
+from llmloop.serve.serving import (
+    CANDIDATE,
+    PRODUCTION,
+    ModelPool,
+    RequestContext,
+    ServingError,
+    ThreadLanes,
+    new_id,
+)
 from llmloop.store import feedback_queries, registry
 from llmloop.store.db import Database
-from llmloop.store.ingest import (BattleOp, BattleTurnOp, EventOp, GroupCommitWriter, Op, OpResult, ThumbOp,
-                                  UnitRejected, VoteOp)
+from llmloop.store.ingest import (
+    BattleOp,
+    BattleTurnOp,
+    EventOp,
+    GroupCommitWriter,
+    Op,
+    OpResult,
+    ThumbOp,
+    UnitRejected,
+    VoteOp,
+)
 from llmloop.store.records import ModelVersion
 
 _STATUS = {"not_found": 404, "forbidden": 403, "duplicate": 409, "invalid": 422}

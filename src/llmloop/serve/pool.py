@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from llmloop.serve.engine import Engine
+from llmloop.inference.base import Engine
 from llmloop.serve.errors import ServingError
 from llmloop.serve.routing import RoutingConfig, pick
 from llmloop.store import registry, traffic

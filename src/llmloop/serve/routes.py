@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi import Path as FastAPIPath
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -18,7 +23,7 @@ from llmloop.serve.routing import ANONYMOUS
 from llmloop.serve.serving import EventStream, RequestContext, ServingError
 
 if TYPE_CHECKING:
-    from llmloop.serve.app import Gateway
+    from llmloop.serve.gateway import Gateway
 
 USER_HEADER = "x-llmloop-user"
 REQUEST_ID_HEADER = "x-llmloop-request-id"
@@ -277,7 +282,7 @@ async def _http_error(_: Request, e: Exception) -> JSONResponse:
 
 
 async def _upstream_error(_: Request, e: Exception) -> JSONResponse:
-    from llmloop.serve.upstream import UpstreamError
+    from llmloop.inference.upstream import UpstreamError
 
     assert isinstance(e, UpstreamError)
     return error_response(e.status, str(e), "server_error", code="upstream_error")
@@ -293,7 +298,7 @@ def add_routes(app: FastAPI) -> None:
     app.add_exception_handler(ServingError, _serving_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    from llmloop.serve.upstream import UpstreamError
+    from llmloop.inference.upstream import UpstreamError
 
     app.add_exception_handler(UpstreamError, _upstream_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -27,8 +27,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from llmloop.inference.base import (
+    Engine,
+    Generation,
+    SamplingParams,
+    StreamResult,
+    count_tokens,
+)
 from llmloop.serve import protocol as p
-from llmloop.serve.engine import Engine, Generation, SamplingParams, StreamResult, count_tokens
 from llmloop.serve.errors import ServingError
 from llmloop.serve.metrics import ServeMetrics
 from llmloop.serve.pool import CANDIDATE, PRODUCTION, ModelPool  # noqa: F401 - re-exported for capture/admin

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmloop.serve.engine import Engine, count_tokens
+from llmloop.inference.base import Engine, count_tokens
 from llmloop.store import sessions
 from llmloop.store.db import Database
 

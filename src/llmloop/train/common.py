@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmloop.train.config import StageConfig
+from llmloop.train.config import StageConfig, TrainingInputError  # noqa: F401 - re-exported: its home for callers
 from llmloop.train.speed import VARLEN, SpeedPlan
 
 if TYPE_CHECKING:  # the store is imported where it is used: recipes run without a database too
@@ -22,10 +22,6 @@ if TYPE_CHECKING:  # the store is imported where it is used: recipes run without
     from llmloop.store.records import ModelVersion
 
 log = logging.getLogger("llmloop.train")
-
-
-class TrainingInputError(ValueError):
-    """The run cannot start because of what it was given (model, dataset, names): a user error."""
 
 
 @dataclass(frozen=True)

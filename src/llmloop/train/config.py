@@ -53,6 +53,10 @@ DPOLoss = Literal[
 ]
 
 
+class TrainingInputError(ValueError):
+    """The run cannot start because of what it was given (model, dataset, names): a user error."""
+
+
 class ConfigError(ValueError):
     """A config that cannot run; ``problems`` holds one line per problem."""
 

@@ -180,7 +180,7 @@ def plan(settings: SpeedSettings, stage: str, cuda: bool | None = None) -> Speed
     if grouped is None:  # padding-free batches have no padding to save
         grouped = cuda and stage in PADDED_STAGES and not padding_free
     if problems:
-        from llmloop.train.common import TrainingInputError
+        from llmloop.train.config import TrainingInputError
 
         raise TrainingInputError("; ".join(problems))
     return SpeedPlan(attention=attention, padding_free=bool(padding_free), liger_kernel=bool(liger),

@@ -23,10 +23,15 @@ from typing import Any
 import httpx
 import orjson
 
-from llmloop.serve.engine import Generation, SamplingParams, StreamResult, UnknownVersion
+from llmloop.inference.base import (
+    Generation,
+    SamplingParams,
+    StreamResult,
+    UnknownVersion,
+)
 from llmloop.store.records import ModelVersion
 
-log = logging.getLogger("llmloop.serve.upstream")
+log = logging.getLogger("llmloop.inference.upstream")
 _JSON = {"content-type": "application/json"}
 
 

@@ -1,14 +1,13 @@
-"""Inference engines: turn (model version, messages, sampling) into text.
+"""The embedded inference engine: transformers + peft in this process.
 
-The contract: an engine knows model versions by name and nothing about HTTP, users, routing or
-feedback. ``EmbeddedEngine`` runs transformers + peft in this process: each base model is loaded
+``EmbeddedEngine`` runs transformers + peft in this process: each base model is loaded
 once and every version's LoRA adapter is attached to it by name, so switching versions per request
 costs nothing but ``set_adapter``. On a CPU with a small base (``merge_adapters="auto"``) each adapter
 version is instead served from its own copy of the base with the adapter merged in: one more copy of
 a small model per version buys generation without the LoRA layers' extra matmuls (~25% faster there).
 Generation is serialised by a lock (the active adapter is model state); requests for the same
 version and sampling settings are generated as one batch by a batching thread. On a GPU, streams
-of versions without an adapter are batched continuously instead (serve/continuous.py: transformers'
+of versions without an adapter are batched continuously instead (inference/continuous.py: transformers'
 paged-attention manager; a stream joins the running batch at the next decode step), which
 ``benchmarks/serve_gpu.py`` measured faster than the serialised path under concurrent clients.
 """
@@ -18,70 +17,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+from llmloop.inference.base import (
+    Generation,
+    SamplingParams,
+    StreamResult,
+    UnknownVersion,
+    truncate_at_stop,
+)
 from llmloop.store.records import ModelVersion
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    max_tokens: int = 128
-    temperature: float = 0.7
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Generation:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str  # "stop" | "length"
-
-
-@dataclass
-class StreamResult:
-    """Filled in once a stream is exhausted."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str = "stop"
-    text: str = ""
-
-
-class Engine(Protocol):
-    def load(self, version: ModelVersion) -> None: ...
-
-    def unload(self, name: str) -> None: ...
-
-    def loaded(self) -> list[str]: ...
-
-    def chat(self, version: str, messages: list[dict[str, Any]], params: SamplingParams, n: int = 1) -> list[Generation]: ...
-
-    def chat_batch(self, version: str, conversations: list[list[dict[str, Any]]], params: SamplingParams) -> list[Generation]: ...
-
-    def chat_stream(self, version: str, messages: list[dict[str, Any]], params: SamplingParams, result: StreamResult) -> Iterator[str]: ...
-
-    def complete(self, version: str, prompt: str, params: SamplingParams) -> Generation: ...
-
-
-class UnknownVersion(LookupError):
-    pass
-
-
-def count_tokens(engine: Any, version: str, messages: list[dict[str, Any]]) -> int:
-    """Prompt tokens of ``messages`` for ``version``: the engine's tokenizer when it has one (the
-    embedded engine), else an estimate of 4 bytes per token (an upstream's tokenizer is not here)."""
-    counter = getattr(engine, "count_tokens", None)
-    if counter is not None:
-        return counter(version, messages)
-    return sum(len((m.get("content") or "").encode()) // 4 + 4 for m in messages)
-
-
-def _truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
-    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
 
 
 @dataclass
@@ -126,7 +71,7 @@ class EmbeddedEngine:
         self.dtype = torch.bfloat16 if (dtype == "auto" and self.device == "cuda") else torch.float32
         self.merge_adapters = merge_adapters
         self.continuous_batching = continuous_batching == "on" or (continuous_batching == "auto" and self.device == "cuda")
-        self._streams: dict[str, Any] = {}  # base path -> ContinuousStreams (serve/continuous.py)
+        self._streams: dict[str, Any] = {}  # base path -> ContinuousStreams (inference/continuous.py)
         self._bases: dict[str, _Base] = {}
         self._merged: dict[str, _Base] = {}  # version name -> its own base with the adapter merged in
         self._versions: dict[str, ModelVersion] = {}
@@ -208,7 +153,7 @@ class EmbeddedEngine:
                 return None
             streams = self._streams.get(v.base_model)
             if streams is None:
-                from llmloop.serve import continuous
+                from llmloop.inference import continuous
 
                 if not continuous.available(base.model):
                     return None
@@ -229,7 +174,7 @@ class EmbeddedEngine:
             decoded = _clean(tok.decode(ids, skip_special_tokens=True))
             if ended is None and not _finished and decoded.endswith("\ufffd"):
                 continue  # a character split across tokens: wait for the rest of it
-            candidate, stopped = _truncate_at_stop(decoded, params.stop)
+            candidate, stopped = truncate_at_stop(decoded, params.stop)
             if candidate[len(emitted):] and candidate.startswith(emitted):
                 yield candidate[len(emitted):]
                 emitted = candidate
@@ -319,7 +264,7 @@ class EmbeddedEngine:
             new = seq[prompt_len:].tolist()
             ended = next((j for j, t in enumerate(new) if t in eos), None)
             ids = new if ended is None else new[:ended]
-            text, stopped = _truncate_at_stop(_clean(tok.decode(ids, skip_special_tokens=True)), params.stop)
+            text, stopped = truncate_at_stop(_clean(tok.decode(ids, skip_special_tokens=True)), params.stop)
             finish = "stop" if (ended is not None or stopped) else "length"
             gens.append(Generation(text=text, prompt_tokens=prompt_tokens[i], completion_tokens=len(ids) + (ended is not None), finish_reason=finish))
         return gens
@@ -445,7 +390,7 @@ class EmbeddedEngine:
                 for piece in streamer:
                     if stopped:
                         continue  # drain so that generation finishes
-                    candidate, hit = _truncate_at_stop(emitted + _clean(piece), params.stop)
+                    candidate, hit = truncate_at_stop(emitted + _clean(piece), params.stop)
                     if candidate[len(emitted):]:
                         yield candidate[len(emitted):]
                     emitted = candidate

@@ -1,6 +1,9 @@
-"""``create_app()``: the gateway as a FastAPI app — the one place its parts are put together.
+"""``create_gateway_app()``: the OpenAI-compatible gateway as a FastAPI app — where serve's parts meet.
 
-    uvicorn --factory llmloop.serve.app:create_app      # or: llmloop serve --port 8000
+It knows only the gateway (``/v1/…``, ``/health``, ``/metrics``); what else one process serves (the
+admin API, the loop's metrics, the UI) is added by the composition root, ``llmloop.app.create_app``:
+
+    uvicorn --factory llmloop.app:create_app      # or: llmloop serve --port 8000
 
 At startup what the aliases and the split name is loaded; other versions load on first use, and a
 background task reconciles every ``reconcile_seconds`` (loads a newly promoted version before its
@@ -16,23 +19,28 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmloop.inference.base import Engine
 from llmloop.serve.admin import AdminService, runtime_version
 from llmloop.serve.auth import AuthService
 from llmloop.serve.capture import ArenaService, FeedbackService
 from llmloop.serve.config import ServeConfig
-from llmloop.serve.engine import Engine
 from llmloop.serve.logs import request_id_var
 from llmloop.serve.metrics import ServeMetrics
-from llmloop.serve.routes import REQUEST_ID_HEADER, VERSION_HEADER, add_routes, error_response
-from llmloop.serve.routing import RoutingConfig
 from llmloop.serve.pool import Attribution, ModelPool, attribution_var
+from llmloop.serve.routes import (
+    REQUEST_ID_HEADER,
+    VERSION_HEADER,
+    add_routes,
+    error_response,
+)
+from llmloop.serve.routing import RoutingConfig
 from llmloop.serve.serving import (
     HealthService,
     Limits,
@@ -202,24 +210,15 @@ class GatewayMiddleware:
                 "answer_id": seen["answer"]})
 
 
-def create_app(db: Database | None = None, engine: Engine | None = None,
-               routing: RoutingConfig | None = None, config: ServeConfig | None = None) -> FastAPI:
-    """The gateway app. Defaults: the workspace database, an ``EmbeddedEngine``, ``ServeConfig()``;
-    ``routing`` defaults to the config's ``split`` (used while the store holds no split)."""
+def create_gateway_app(db: Database, engine: Engine, routing: RoutingConfig | None = None,
+                       config: ServeConfig | None = None, *, owns_db: bool = False,
+                       extensions: Sequence[Callable[[FastAPI, Gateway], None]] = ()) -> FastAPI:
+    """The gateway app over ``db`` and ``engine``. ``routing`` defaults to the config's ``split`` (used
+    while the store holds no split). Each of ``extensions`` is called with the app and its gateway
+    once the gateway's routes are on it and before its middleware wraps it (more routes, more metric
+    collectors). ``owns_db``: dispose of ``db`` when the app shuts down."""
     config = config or ServeConfig()
-    owns_db = db is None
-    if db is None:
-        from llmloop.store import open_database
-
-        db = open_database()
-    if engine is None:
-        from llmloop.serve.engine import EmbeddedEngine
-
-        engine = EmbeddedEngine(device=config.device)
     gateway = Gateway.build(db, engine, routing or RoutingConfig.from_split(config.split), config)
-    from llmloop.loop.metrics import LoopCollector  # the loop's series (issue 8), read from the store per scrape
-
-    LoopCollector(db).register(gateway.metrics.registry)
 
     async def reconcile_forever() -> None:
         while True:
@@ -256,9 +255,8 @@ def create_app(db: Database | None = None, engine: Engine | None = None,
     app = FastAPI(title="llmloop gateway", version="1", lifespan=lifespan)
     app.state.gateway = gateway
     add_routes(app)
-    from llmloop.api import add_admin_routes  # /api/v1/…: the admin/annotator REST API (docs/api.md)
-
-    add_admin_routes(app)
+    for extend in extensions:
+        extend(app, gateway)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

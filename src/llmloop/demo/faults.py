@@ -1,8 +1,8 @@
 """Fault drills for the loop: a real gateway process whose engine fails a share of one version's requests.
 
-    python -m llmloop.loop.faults --port 8010 --rate 0.1 --target candidate
+    python -m llmloop.demo.faults --port 8010 --rate 0.1 --target candidate
 
-runs the ordinary gateway (``llmloop.serve.app.create_app``, same routes, routing, metrics and store)
+runs the ordinary gateway (``llmloop.app.create_app``, same routes, routing, metrics and store)
 over a ``FlakyEngine``: the embedded engine, except that each generation for ``target`` (an alias,
 resolved through the store on every request, or a version name) fails with probability ``rate``,
 as an upstream that answers 5xx would. The failure leaves as a 502 carrying the serving version in
@@ -64,9 +64,9 @@ def create_app(rate: float, target: str, seed: int = 0, **config: Any):  # noqa:
     from fastapi import Request
     from fastapi.responses import JSONResponse
 
-    from llmloop.serve.app import create_app as gateway_app
+    from llmloop.app import create_app as gateway_app
+    from llmloop.inference.embedded import EmbeddedEngine
     from llmloop.serve.config import ServeConfig
-    from llmloop.serve.engine import EmbeddedEngine
     from llmloop.serve.routes import VERSION_HEADER
     from llmloop.store import open_database
 
@@ -85,16 +85,16 @@ def create_app(rate: float, target: str, seed: int = 0, **config: Any):  # noqa:
 
 def FaultyGateway(home: Path, rate: float, target: str = "candidate", seed: int = 0,  # noqa: N802 - reads as a type
                   log_path: Path | None = None) -> GatewayProcess:
-    """``python -m llmloop.loop.faults`` as a child process on a free loopback port (start/stop/kill
+    """``python -m llmloop.demo.faults`` as a child process on a free loopback port (start/stop/kill
     and the readiness wait are ``GatewayProcess``'s)."""
     home = Path(home)
     return GatewayProcess(home, log_path=log_path or home / "faulty-gateway.log",
-                          module_args=("llmloop.loop.faults",),
+                          module_args=("llmloop.demo.faults",),
                           extra_args=("--rate", str(rate), "--target", target, "--seed", str(seed)))
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m llmloop.loop.faults", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m llmloop.demo.faults", description=__doc__.split("\n\n")[0])
     ap.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1")
     ap.add_argument("--rate", type=float, required=True, help="Share of the target's generations that fail (0–1)")
     ap.add_argument("--target", default="candidate", help="Alias or version whose requests fail")
@@ -102,9 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if not 0 <= a.rate <= 1:
         ap.error(f"--rate must be between 0 and 1, got {a.rate}")
-    import uvicorn
-
     import torch
+    import uvicorn
 
     torch.set_num_threads(1)
     app = create_app(a.rate, a.target, a.seed, port=a.port, log_level="warning", reconcile_seconds=0.5)

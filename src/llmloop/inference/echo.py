@@ -8,7 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from llmloop.serve.engine import Generation, SamplingParams, StreamResult, UnknownVersion, _truncate_at_stop
+from llmloop.inference.base import (
+    Generation,
+    SamplingParams,
+    StreamResult,
+    UnknownVersion,
+    truncate_at_stop,
+)
 from llmloop.store.records import ModelVersion
 
 
@@ -33,7 +39,7 @@ class EchoEngine:
             raise UnknownVersion(f"model version {version!r} is not loaded; loaded: {self.loaded()}")
         words = prompt.split()
         text = " ".join(words[: params.max_tokens])
-        text, stopped = _truncate_at_stop(text, params.stop)
+        text, stopped = truncate_at_stop(text, params.stop)
         finish = "length" if len(words) > params.max_tokens and not stopped else "stop"
         return Generation(text=text, prompt_tokens=len(words) + 4, completion_tokens=min(len(words), params.max_tokens),
                           finish_reason=finish)
