@@ -1,5 +1,7 @@
-"""What every admin route shares: the caller's role, the gateway's objects, one blocking call with
-the library's errors turned into OpenAI-shaped error bodies, and uploads saved to a temp file.
+"""What every admin route shares: the caller's role, the gateway's objects, one blocking call (off
+the event loop), and uploads saved to a temp file. Errors: the library's ``LlmloopError``s reach the
+app's one handler (``serve.errors.http_error``: status and OpenAI-shaped body from the error's
+class); a bare ``ValueError``/``LookupError``/``KeyError`` is a bug and answers 500.
 
 Roles come from the gateway's own ``AuthService`` (``serve/auth.py``), so a key means the same thing
 on ``/v1/…`` and ``/api/v1/…``: ``annotator`` reads everything and curates data and human reviews,
@@ -21,8 +23,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fastapi import Depends, Request, UploadFile
 from pydantic import ValidationError
 
+from llmloop.errors import LlmloopError
 from llmloop.serve.auth import Principal
-from llmloop.serve.serving import ServingError
+from llmloop.serve.errors import ServingError
 
 if TYPE_CHECKING:
     from llmloop.api.tasks import TaskRunner
@@ -56,19 +59,13 @@ def actor(principal: Principal) -> str:
     return principal.user_id or principal.role
 
 
-def to_serving_error(e: BaseException) -> ServingError | None:
-    """The library's user errors as HTTP errors (status, code); None for anything else (a 500)."""
-    from llmloop.data.rows import DataError, DataValidationError
-    from llmloop.store.datasets import DatasetNotFound
-    from llmloop.store.jobs import JobNotFound
-    from llmloop.store.registry import VersionNotFound
-
-    if isinstance(e, ServingError):
+def as_error(e: BaseException) -> LlmloopError | None:
+    """``e`` as the error the caller gets (``serve.errors.http_error`` renders it): an ``LlmloopError``
+    as it is; a request config that fails validation (422 invalid_config) and an optional package this
+    gateway was installed without (501 missing_dependency) translated; None for anything else, a bug
+    (answered 500 with its traceback logged, never a 4xx that blames the request)."""
+    if isinstance(e, LlmloopError):
         return e
-    if isinstance(e, DataValidationError):
-        return ServingError(str(e), status=422, code="invalid_rows")
-    if isinstance(e, (DatasetNotFound, VersionNotFound, JobNotFound, FileNotFoundError)):
-        return ServingError(str(e).strip("'\""), status=404, type="not_found_error", code="not_found")
     if isinstance(e, ValidationError):
         parts = [f"{'.'.join(str(x) for x in err['loc']) or 'config'}: {err['msg']}" for err in e.errors()]
         return ServingError("; ".join(parts), status=422, code="invalid_config")
@@ -79,18 +76,19 @@ def to_serving_error(e: BaseException) -> ServingError | None:
         return ServingError(f"the gateway lacks the Python package {e.name!r} for this: install it where the gateway "
                             f"runs (pip install \"llmloop[{extra}]\") and restart it", status=501, type="server_error",
                             code="missing_dependency")
-    if isinstance(e, (DataError, ValueError, LookupError)):  # ConfigError, SurgeryError, PolicyError … are ValueErrors
-        return ServingError(str(e), status=400, code=type(e).__name__)
     return None
 
 
 def guarded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call ``fn``; the library's user errors leave as ``ServingError`` (an OpenAI error body)."""
+    """Call ``fn``; a config that fails validation or a missing optional package leaves as a
+    ``ServingError`` (``as_error``); llmloop's own errors and bugs leave as they are."""
     try:
         return fn(*args, **kwargs)
+    except LlmloopError:
+        raise
     except Exception as e:
-        mapped = to_serving_error(e)
-        if mapped is None or mapped is e:
+        mapped = as_error(e)
+        if mapped is None:
             raise
         raise mapped from e
 

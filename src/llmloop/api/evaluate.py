@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmloop.api.common import Admin, Annotator, blocking, gateway, plain, saved_upload, tasks
 from llmloop.api.tasks import Task, TaskView
+from llmloop.errors import NotFound, UserError
 from llmloop.serve.auth import Principal
 from llmloop.serve.serving import ServingError
 
@@ -91,7 +92,7 @@ async def run(body: RunRequest, request: Request, principal: Principal = Admin) 
 def _report_json(db: Any, run_id: str) -> dict[str, Any]:
     path = _runs_dir(db) / run_id / "report.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no finished evaluation run {run_id!r} (no {path.name} yet); see /api/v1/tasks")
+        raise NotFound(f"no finished evaluation run {run_id!r} (no {path.name} yet); see /api/v1/tasks")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -138,7 +139,7 @@ def _comparison(db: Any, comparison_id: str) -> Any:
 
     path = comparisons_dir(db) / f"{comparison_id}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no saved comparison {comparison_id!r}; see GET /api/v1/eval/comparisons")
+        raise NotFound(f"no saved comparison {comparison_id!r}; see GET /api/v1/eval/comparisons")
     return report_from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
@@ -161,13 +162,9 @@ async def leaderboard(request: Request, bootstrap: int = Query(200, ge=0, le=200
     """Arena votes (+ judged comparisons) → Bradley–Terry ratings on the Elo scale with bootstrap CIs."""
     from llmloop.eval.leaderboard import leaderboard_from_store
 
-    try:
-        board = await blocking(request, leaderboard_from_store, gateway(request).db, bootstrap=bootstrap,
-                               include_saved=include_saved)
-    except ServingError as e:
-        if "at least one battle between two different versions" in str(e):  # not an error: no data yet
-            e.code = "no_battles"
-        raise
+    # no battles yet: NoBattles, code no_battles (the UI shows "no leaderboard yet", not an error)
+    board = await blocking(request, leaderboard_from_store, gateway(request).db, bootstrap=bootstrap,
+                           include_saved=include_saved)
     return {**plain(board), "rows": plain(board.rows())}
 
 
@@ -204,10 +201,10 @@ def _import_review(db: Any, review_id: str, upload: Path, reviewer: str) -> dict
     folder = _reviews_dir(db) / review_id
     exported = [p for p in folder.glob(f"{review_id}.*") if p.suffix in (".csv", ".xlsx")] if folder.is_dir() else []
     if not exported:
-        raise FileNotFoundError(f"no review {review_id!r}; export a sheet first (POST .../review-sheet)")
+        raise NotFound(f"no review {review_id!r}; export a sheet first (POST .../review-sheet)")
     suffix = upload.suffix if upload.suffix in (".csv", ".xlsx") else exported[0].suffix
     if suffix != exported[0].suffix:
-        raise ValueError(f"review {review_id} was exported as {exported[0].suffix}; upload the filled {exported[0].suffix} sheet")
+        raise UserError(f"review {review_id} was exported as {exported[0].suffix}; upload the filled {exported[0].suffix} sheet")
     filled = folder / f"{review_id}{suffix}"
     shutil.copyfile(upload, filled)
     report = import_review(filled, reviewer=reviewer)

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmloop.api.common import Admin, Annotator, actor, blocking, gateway, plain
+from llmloop.errors import UserError
 from llmloop.serve.auth import Principal
 
 router = APIRouter(prefix="/api/v1/loop", tags=["loop"])
@@ -54,7 +55,7 @@ def _status(db: Any) -> dict[str, Any]:
     problem = None
     try:
         policy = _policy()
-    except ValueError as e:  # a broken policy file must not hide the rest of the status
+    except UserError as e:  # a broken policy file (PolicyError) must not hide the rest of the status
         policy, problem = None, f"the loop policy cannot be read: {e}"
     out = loop_status(db, policy)
     week_start = dt.datetime.now(dt.UTC) - dt.timedelta(days=7)

@@ -13,6 +13,7 @@ library's own loop, so the library's clean-up (``finally`` blocks, staged folder
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 import uuid
@@ -23,7 +24,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from llmloop.api.common import plain, to_serving_error
+from llmloop.api.common import as_error, plain
+
+log = logging.getLogger("llmloop.api")
 
 MAX_KEPT = 200  # finished tasks remembered
 
@@ -118,9 +121,11 @@ class TaskRunner:
         except KeyboardInterrupt:  # Cancelled (the library may re-raise it as the base class)
             task.status, task.error = "cancelled", "cancelled on request"
         except Exception as e:  # noqa: BLE001 - the task reports it; the worker must live on
-            mapped = to_serving_error(e)
+            mapped = as_error(e)
             task.status = "failed"
             task.error = str(mapped) if mapped is not None else f"{type(e).__name__}: {e}"
+            if mapped is None:  # a bug: its traceback belongs in the gateway's log
+                log.error("task %s (%s) failed", task.id, task.kind, exc_info=e)
         finally:
             task.finished = time.monotonic()
 

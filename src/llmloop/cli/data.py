@@ -481,13 +481,13 @@ def build_preferences(
                              source=source, name=name, after_id=after_id, note=note, limit=limit)
     judge = None
     if config.source == "judge" and judge_spec:
+        from llmloop.eval import EvalInputError
         from llmloop.eval.judges import load_judge
 
         try:
             judge = load_judge(judge_spec, api_key_env=judge_key_env)
-        except (ValueError, ImportError) as e:
-            err.print(f"[red]error:[/red] --judge {escape(judge_spec)}: {escape(str(e))}", highlight=False)
-            raise typer.Exit(2) from None
+        except EvalInputError as e:  # name the flag; cli/main.py prints it, exit 2
+            raise EvalInputError(f"--judge {judge_spec}: {e}") from None
     with _user_errors(), console.status(f"reading {config.source} feedback…"):
         result = run(_db(), config, judge=judge)
     for why, n in result.dropped.items():
@@ -506,6 +506,8 @@ def _config_or_exit(config_type, flags: dict[str, str], /, **values):  # noqa: A
     """Build a pydantic config; a validation error becomes one `error:` line naming the flags."""
     from pydantic import ValidationError
 
+    from llmloop.errors import UserError
+
     try:
         return config_type(**values)
     except ValidationError as e:
@@ -514,8 +516,7 @@ def _config_or_exit(config_type, flags: dict[str, str], /, **values):  # noqa: A
             where = flags.get(str(x["loc"][0]), str(x["loc"][0])) if x["loc"] else ""
             msgs.append(f"{where + ': ' if where else ''}{x['msg'].removeprefix('Value error, ')}"
                         + (f" (got {x.get('input')!r})" if where else ""))
-        err.print("[red]error:[/red] " + escape("; ".join(msgs)), highlight=False)
-        raise typer.Exit(2) from None
+        raise UserError("; ".join(msgs)) from None  # printed by cli/main.py, exit 2
 
 
 @app.command("corpus")

@@ -29,7 +29,6 @@ def demo(
     model → LoRA SFT (v1.0) → serve → users vote (English) → DPO (v1.1) → win rate → canary → promote →
     the fault drill."""
     from llmloop.demo.run import DemoConfig, run_demo
-    from llmloop.models.catalog import ModelFetchError
     from llmloop.store import open_database
     from llmloop.workspace import get_workspace
 
@@ -59,12 +58,8 @@ def demo(
 
         given = {"seed": seed, **({"battles": battles} if battles is not None else {})}
         config = DemoConfig.for_model(model, **given) if model else DemoConfig(**given)
-        try:
-            report = run_demo(db, config, on_event=on_event)
-        except ModelFetchError as e:
-            progress.stop()
-            console.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from None
+        # a model that cannot be fetched is a ModelFetchError: cli/main.py prints it (exit 3; 2 for an unknown name)
+        report = run_demo(db, config, on_event=on_event)
     _summary(report.as_json())
     console.print(f"report: {report.facts['report_path']}")
 

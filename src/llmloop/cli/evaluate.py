@@ -8,14 +8,32 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from llmloop.eval import EvalInputError
+
 app = typer.Typer(no_args_is_help=True, help="Evaluate model versions: metrics, judges, win rates, leaderboards, A/B tests, reports, benchmarks.")
 console = Console()
 err = Console(stderr=True)
 
 
-def _fail(e: Exception) -> None:
-    err.print(f"error: {e}", highlight=False, soft_wrap=True)  # unwrapped: paths and fixes stay copyable
-    raise typer.Exit(2) from None
+# Errors: the library raises EvalInputError (and NotFound …) for what the user must fix; the root
+# command (cli/main.py) prints them and exits 2. Nothing here catches a bare ValueError or KeyError.
+
+
+def _read(path: Path) -> str:
+    """The text of a file the user named; a missing or unreadable one is the user's to fix."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvalInputError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # None, a list, "abc": not a score
+        return None
 
 
 def _load_report(path: Path):  # noqa: ANN202
@@ -23,9 +41,9 @@ def _load_report(path: Path):  # noqa: ANN202
     from llmloop.eval.winrate import report_from_json
 
     try:
-        return report_from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (TypeError, KeyError, AttributeError, ValueError) as e:
-        raise ValueError(f"{path} is not a report written by `llmloop eval compare --out` ({e})") from None
+        return report_from_json(json.loads(_read(path)))
+    except ValueError as e:  # not JSON (JSONDecodeError), or not a report (EvalInputError)
+        raise EvalInputError(f"{path} is not a report written by `llmloop eval compare --out` ({e})") from None
 
 
 def _config(ctx: typer.Context, cls, path: Path | None, values: dict, rename: dict[str, str]):  # noqa: ANN001, ANN202
@@ -40,9 +58,9 @@ def _config(ctx: typer.Context, cls, path: Path | None, values: dict, rename: di
         try:
             base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as e:
-            raise ValueError(f"config {path}: cannot read ({e})") from None
+            raise EvalInputError(f"config {path}: cannot read ({e})") from None
         if not isinstance(base, dict):
-            raise ValueError(f"config {path}: expected a mapping of {cls.__name__} fields")
+            raise EvalInputError(f"config {path}: expected a mapping of {cls.__name__} fields")
     for k, v in values.items():
         source = ctx.get_parameter_source(k)  # by name: typer may carry its own copy of click's enum
         explicit = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
@@ -52,7 +70,7 @@ def _config(ctx: typer.Context, cls, path: Path | None, values: dict, rename: di
         return cls.model_validate(base)
     except ValidationError as e:
         where = f"config {path}" if path else "options"
-        raise ValueError(f"{where}: " + "; ".join(f"{'.'.join(map(str, x['loc'])) or '(top)'}: {x['msg']}"
+        raise EvalInputError(f"{where}: " + "; ".join(f"{'.'.join(map(str, x['loc'])) or '(top)'}: {x['msg']}"
                                                    for x in e.errors())) from None
 
 
@@ -85,23 +103,19 @@ def compare(
                                 "after a crash continues where it stopped"),
 ) -> None:
     """Win rate of CHALLENGER against INCUMBENT (ties count half), 95% Wilson CI, length-controlled rate."""
-    from pydantic import ValidationError
     from rich.progress import Progress
 
     from llmloop.eval.comparison import CompareConfig, run_compare
     from llmloop.eval.failures import describe
 
-    try:
-        cfg = _config(ctx, CompareConfig, config, dict(
-            challenger=challenger, incumbent=incumbent, prompts=prompts, judge=judge, judge_key_env=judge_key_env,
-            judge_templates=judge_templates, judge_timeout=judge_timeout, judge_attempts=judge_attempts,
-            temperature=temperature, max_tokens=max_tokens, seed=seed, endpoint=endpoint, endpoint_key_env=endpoint_key_env,
-            timeout=timeout, save=save, resume=resume), {"judge_timeout": "judge_timeout_s", "timeout": "timeout_s"})
-        with Progress(console=err, transient=True) as bar:
-            task = bar.add_task(f"{cfg.challenger} vs {cfg.incumbent}: generating, then judging", total=None)
-            outcome = run_compare(cfg, on_progress=lambda d, t: bar.update(task, completed=d, total=t))
-    except (ValidationError, ValueError, OSError) as e:
-        _fail(e)
+    cfg = _config(ctx, CompareConfig, config, dict(
+        challenger=challenger, incumbent=incumbent, prompts=prompts, judge=judge, judge_key_env=judge_key_env,
+        judge_templates=judge_templates, judge_timeout=judge_timeout, judge_attempts=judge_attempts,
+        temperature=temperature, max_tokens=max_tokens, seed=seed, endpoint=endpoint, endpoint_key_env=endpoint_key_env,
+        timeout=timeout, save=save, resume=resume), {"judge_timeout": "judge_timeout_s", "timeout": "timeout_s"})
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(f"{cfg.challenger} vs {cfg.incumbent}: generating, then judging", total=None)
+        outcome = run_compare(cfg, on_progress=lambda d, t: bar.update(task, completed=d, total=t))
     report, lc = outcome.report, outcome.length_controlled
     if outcome.resumed:
         console.print(f"resumed: {outcome.resumed} answers and verdicts reused from an interrupted run")
@@ -138,12 +152,8 @@ def leaderboard(
     from llmloop.eval.leaderboard import leaderboard_from_store
     from llmloop.store import open_database
 
-    try:
-        loaded = [_load_report(path) for path in reports]
-        board = leaderboard_from_store(open_database(), loaded, bootstrap=bootstrap, seed=seed, include_saved=saved)
-    except (OSError, ValueError, TypeError, KeyError) as e:
-        err.print(f"error: {e}", highlight=False)
-        raise typer.Exit(2) from None
+    loaded = [_load_report(path) for path in reports]
+    board = leaderboard_from_store(open_database(), loaded, bootstrap=bootstrap, seed=seed, include_saved=saved)
     table = Table(title=f"{board.n_battles} battles (arena {board.sources.get('arena', 0)}, judge {board.sources.get('judge', 0)})")
     for col in ("rank", "version", "rating", "95% CI", "battles", "wins"):
         table.add_column(col)
@@ -167,23 +177,30 @@ def rm_quality(
     from llmloop.eval.rm_quality import read_preference_pairs, reward_model_quality, score_pairs
 
     if (scores is None) == (reward_model is None) or (reward_model is not None) != (data is not None):
-        _fail(ValueError("pass either SCORES (a scored JSONL) or --reward-model PATH with --data PREFERENCES"))
-    try:
-        if scores is not None:
-            rows = [json.loads(line) for line in scores.read_text(encoding="utf-8").splitlines() if line.strip()]
-            chosen, rejected = [float(r["chosen_score"]) for r in rows], [float(r["rejected_score"]) for r in rows]
-        else:
-            from llmloop.eval.rm_judge import RewardModelJudge
-            from llmloop.store import open_database
+        raise EvalInputError("pass either SCORES (a scored JSONL) or --reward-model PATH with --data PREFERENCES")
+    if scores is not None:
+        chosen, rejected = [], []
+        for i, line in enumerate(_read(scores).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                raise EvalInputError(f"{scores} line {i}: not JSON ({e}); each line needs chosen_score and "
+                                     f"rejected_score") from None
+            pair = [_number(row.get(k)) if isinstance(row, dict) else None for k in ("chosen_score", "rejected_score")]
+            if None in pair:
+                raise EvalInputError(f"{scores} line {i}: each line needs chosen_score and rejected_score (numbers)")
+            chosen.append(pair[0])
+            rejected.append(pair[1])
+    else:
+        from llmloop.eval.rm_judge import RewardModelJudge
+        from llmloop.store import open_database
 
-            pairs = read_preference_pairs(data, None if Path(data).exists() else open_database())
-            with console.status(f"scoring {len(pairs)} pairs with {reward_model}"):
-                chosen, rejected = score_pairs(RewardModelJudge(reward_model), pairs)
-        q = reward_model_quality(chosen, rejected)
-    except (OSError, KeyError, TypeError) as e:
-        _fail(ValueError(f"{scores}: {e} (each line needs chosen_score and rejected_score)"))
-    except ValueError as e:
-        _fail(e)
+        pairs = read_preference_pairs(data, None if Path(data).exists() else open_database())
+        with console.status(f"scoring {len(pairs)} pairs with {reward_model}"):
+            chosen, rejected = score_pairs(RewardModelJudge(reward_model), pairs)
+    q = reward_model_quality(chosen, rejected)
     console.print_json(json.dumps(q.__dict__))
 
 
@@ -197,16 +214,13 @@ def perplexity(
     from llmloop.eval.evalset import load_texts
     from llmloop.eval.metrics import version_perplexity
     from llmloop.eval.subjects import resolve_model
-    from llmloop.store import open_database, registry
+    from llmloop.store import open_database
 
-    try:
-        db = open_database()
-        v = resolve_model(db, version)
-        texts, described = load_texts(data, db)
-        with console.status(f"perplexity of {v.name} on {len(texts)} texts"):
-            ppl = version_perplexity(v.base_model, texts, v.adapter_path, max_length=max_length)
-    except (registry.VersionNotFound, ValueError, OSError) as e:
-        _fail(e)
+    db = open_database()
+    v = resolve_model(db, version)
+    texts, described = load_texts(data, db)
+    with console.status(f"perplexity of {v.name} on {len(texts)} texts"):
+        ppl = version_perplexity(v.base_model, texts, v.adapter_path, max_length=max_length)
     console.print(f"{v.name} on {described} ({len(texts)} texts): perplexity [bold]{ppl:.3f}[/bold]")
 
 
@@ -225,13 +239,9 @@ def ab(
     from llmloop.eval.ab import ab_report
     from llmloop.store import open_database, registry
 
-    try:
-        db = open_database()
-        x, y = registry.get(db, candidate).name, registry.get(db, incumbent).name
-        r = ab_report(db, x, y, alpha=alpha)
-    except (registry.VersionNotFound, ValueError) as e:
-        err.print(f"error: {e}", highlight=False)
-        raise typer.Exit(2) from None
+    db = open_database()
+    x, y = registry.get(db, candidate).name, registry.get(db, incumbent).name
+    r = ab_report(db, x, y, alpha=alpha)
     table = Table(title=f"{x} vs {y}")
     for col in ("version", "👍", "👎", "up ratio", "battles", "vote share"):
         table.add_column(col)
@@ -275,7 +285,6 @@ def run(
     group_by: str | None = typer.Option(None, help="A metadata key (e.g. topic, lang): every score is also reported per value of it"),
 ) -> None:
     """Evaluate N models on one eval set: metrics, judge scores, latency, tokens/s, memory → HTML/JSON/CSV. Resumable."""
-    from pydantic import ValidationError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
@@ -283,20 +292,17 @@ def run(
     from llmloop.eval.render import table_rows
     from llmloop.eval.run import EvalRunConfig, evaluate
 
-    try:
-        cfg = _config(ctx, EvalRunConfig, config, dict(
-            versions=versions, data=data, out_dir=out_dir, max_tokens=max_tokens, temperature=temperature, seed=seed,
-            batch_size=batch_size, endpoint=endpoint, endpoint_key_env=endpoint_key_env, timeout=timeout, attempts=attempts,
-            concurrency=concurrency, judge=judge, judge_key_env=judge_key_env, judge_templates=judge_templates,
-            judge_timeout=judge_timeout, judge_attempts=judge_attempts, fresh=fresh, device=device,
-            group_by=group_by),
-            {"judge_timeout": "judge_timeout_s", "timeout": "timeout_s"})
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=err) as bar:
-            task = bar.add_task("generating" + (" and judging" if cfg.judge else ""), total=None)
-            outcome = evaluate(cfg, on_progress=lambda d, t: bar.update(task, completed=d, total=t))
-    except (ValidationError, ValueError, OSError) as e:
-        _fail(e)
+    cfg = _config(ctx, EvalRunConfig, config, dict(
+        versions=versions, data=data, out_dir=out_dir, max_tokens=max_tokens, temperature=temperature, seed=seed,
+        batch_size=batch_size, endpoint=endpoint, endpoint_key_env=endpoint_key_env, timeout=timeout, attempts=attempts,
+        concurrency=concurrency, judge=judge, judge_key_env=judge_key_env, judge_templates=judge_templates,
+        judge_timeout=judge_timeout, judge_attempts=judge_attempts, fresh=fresh, device=device,
+        group_by=group_by),
+        {"judge_timeout": "judge_timeout_s", "timeout": "timeout_s"})
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err) as bar:
+        task = bar.add_task("generating" + (" and judging" if cfg.judge else ""), total=None)
+        outcome = evaluate(cfg, on_progress=lambda d, t: bar.update(task, completed=d, total=t))
     report = outcome.report
     if outcome.resumed:
         console.print(f"resumed: {outcome.resumed} answers reused from {cfg.out_dir / 'generations.jsonl'}")
@@ -328,10 +334,7 @@ def import_set(
     from llmloop.eval.evalset import import_eval_set
     from llmloop.store import open_database
 
-    try:
-        v = import_eval_set(open_database(), file, name, note=note)
-    except (ValueError, OSError) as e:
-        _fail(e)
+    v = import_eval_set(open_database(), file, name, note=note)
     console.print(f"{v.dataset}@{v.version}: {v.row_count} eval rows (sha256 {v.content_hash[:12]})")
 
 
@@ -344,11 +347,7 @@ def review_export(
     """Blind side-by-side sheet for human reviewers (answers shuffled per row, versions hidden)."""
     from llmloop.eval.review import export_review
 
-    try:
-        key = export_review(_load_report(report), sheet, seed=seed)
-    except (OSError, ValueError) as e:
-        err.print(f"error: {e}", highlight=False)
-        raise typer.Exit(2) from None
+    key = export_review(_load_report(report), sheet, seed=seed)
     console.print(f"sheet: {sheet}\nkey (keep it from reviewers): {key}")
 
 
@@ -364,15 +363,12 @@ def review_import(
 
     from llmloop.eval.review import import_review
 
-    try:
-        r = import_review(sheet, reviewer=reviewer)
-        if save:
-            from llmloop.eval.leaderboard import save_comparison
-            from llmloop.store import open_database
+    r = import_review(sheet, reviewer=reviewer)
+    if save:
+        from llmloop.eval.leaderboard import save_comparison
+        from llmloop.store import open_database
 
-            save_comparison(open_database(), r)
-    except (OSError, ValueError) as e:
-        _fail(e)
+        save_comparison(open_database(), r)
     console.print(f"{r.version_x} vs {r.version_y} by {r.judge}: win rate [bold]{r.win_rate:.3f}[/bold] "
                   f"(95% CI {r.ci_low:.3f}–{r.ci_high:.3f}; {r.wins} wins, {r.losses} losses, {r.ties} ties)")
     from llmloop.eval.review import human_scores
@@ -395,24 +391,31 @@ def judge_answers(
     out: Path | None = typer.Option(None, help="Write every sample's scores (or failure reason) as JSONL here"),
 ) -> None:
     """Pointwise LLM judge: accuracy, relevance, fluency, professionalism (1–5) with reasons."""
+    from pydantic import ValidationError
+
     from llmloop.eval.llm_judge import JudgeEndpoint, JudgeTemplates, LLMJudge
 
-    try:
-        items, refs = [], []
-        for i, line in enumerate(answers.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
+    needs = "each line needs \"prompt\" or \"messages\", and \"answer\""
+    items, refs = [], []
+    for i, line in enumerate(_read(answers).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
             row = json.loads(line)
-            msgs = row.get("messages") or [{"role": "user", "content": row["prompt"]}]
-            items.append((msgs, str(row["answer"])))
-            refs.append(row.get("reference"))
-        if not items:
-            raise ValueError(f"{answers}: no rows")
-        judge = LLMJudge(JudgeEndpoint(base_url=judge_url, model=judge_model, api_key_env=judge_key_env, timeout_s=timeout),
-                         JudgeTemplates.from_file(judge_templates) if judge_templates else None)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        err.print(f"error: {e} (each line needs \"prompt\" or \"messages\", and \"answer\")", highlight=False)
-        raise typer.Exit(2) from None
+        except ValueError as e:
+            raise EvalInputError(f"{answers} line {i}: not JSON ({e}); {needs}") from None
+        if not isinstance(row, dict) or "answer" not in row or not (row.get("messages") or "prompt" in row):
+            raise EvalInputError(f"{answers} line {i}: {needs}")
+        items.append((row.get("messages") or [{"role": "user", "content": row["prompt"]}], str(row["answer"])))
+        refs.append(row.get("reference"))
+    if not items:
+        raise EvalInputError(f"{answers}: no rows ({needs})")
+    try:
+        endpoint = JudgeEndpoint(base_url=judge_url, model=judge_model, api_key_env=judge_key_env, timeout_s=timeout)
+    except ValidationError as e:
+        raise EvalInputError("; ".join(f"--judge-{'-'.join(map(str, x['loc'])).replace('_', '-')}: {x['msg']}"
+                                       for x in e.errors())) from None
+    judge = LLMJudge(endpoint, JudgeTemplates.from_file(judge_templates) if judge_templates else None)
     try:
         report = judge.score(items, refs)
     finally:
@@ -438,16 +441,11 @@ def benchmark(
 ) -> None:
     """Standard benchmarks through lm-evaluation-harness (optional extra: pip install lm-eval)."""
     from llmloop.eval.benchmark import run_benchmark
-    from llmloop.store import open_database, registry
+    from llmloop.eval.subjects import resolve_model
+    from llmloop.store import open_database
 
-    try:
-        from llmloop.eval.subjects import resolve_model
-
-        v = resolve_model(open_database(), version)
-        results = run_benchmark(v.base_model, task, adapter_path=v.adapter_path, include_path=include_path,
-                                limit=limit, batch_size=batch_size, num_fewshot=num_fewshot)
-    except (registry.VersionNotFound, ValueError) as e:
-        err.print(f"error: {e}", highlight=False)
-        raise typer.Exit(2) from None
+    v = resolve_model(open_database(), version)
+    results = run_benchmark(v.base_model, task, adapter_path=v.adapter_path, include_path=include_path,
+                            limit=limit, batch_size=batch_size, num_fewshot=num_fewshot)
     for r in results:
         console.print(f"{v.name} {r.task} (n={r.n}): " + ", ".join(f"{k} {x:.4f}" for k, x in sorted(r.metrics.items())))

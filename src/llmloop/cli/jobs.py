@@ -20,14 +20,10 @@ _STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "qu
 
 def _job(job_id: str):  # noqa: ANN202
     from llmloop.store import open_database
-    from llmloop.store.jobs import JobNotFound, get_job
+    from llmloop.store.jobs import get_job
 
     db = open_database()
-    try:
-        return db, get_job(db, job_id)
-    except JobNotFound as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    return db, get_job(db, job_id)  # JobNotFound: printed by cli/main.py, exit 2
 
 
 def _duration(job) -> str:  # noqa: ANN001
@@ -173,11 +169,7 @@ def resume(
     from llmloop.train.worker import run_claimed, worker_name
 
     db, job = _job(job_id)
-    try:
-        job = resume_job(db, job.id)
-    except store_jobs.JobNotResumable as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    job = resume_job(db, job.id)  # JobNotResumable: printed by cli/main.py, exit 2
     if detach:
         console.print(f"job {job.id} queued to resume", highlight=False)
         return

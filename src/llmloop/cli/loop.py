@@ -22,11 +22,6 @@ def _actor() -> str:
     return f"admin:{os.environ.get('USER') or os.environ.get('USERNAME') or 'unknown'}"
 
 
-def _fail(e: BaseException, code: int = 2) -> None:
-    err.print(f"error: {e}", highlight=False)
-    raise typer.Exit(code) from None
-
-
 @app.command("run")
 def run(
     policy: str = typer.Option(..., "-c", "--policy", help=POLICY_HELP),
@@ -38,15 +33,13 @@ def run(
 
     Safe to stop and restart at any moment: it resumes the round and rollout stage it was in."""
     from llmloop.loop.controller import Controller
-    from llmloop.loop.policy import PolicyError, load_policy
+    from llmloop.loop.policy import load_policy
     from llmloop.store import open_database, registry
 
-    try:
-        pol = load_policy(policy)
-        db = open_database()
-        registry.get(db, pol.train.from_alias)
-    except (PolicyError, registry.VersionNotFound) as e:
-        _fail(e)
+    # PolicyError, VersionNotFound, a failed round's error: printed by cli/main.py (exit 2, or 1)
+    pol = load_policy(policy)
+    db = open_database()
+    registry.get(db, pol.train.from_alias)
     stopping = {"now": False}
 
     def stop(*_: object) -> None:
@@ -61,8 +54,6 @@ def run(
     except KeyboardInterrupt:
         console.print("interrupted; `llmloop loop run` resumes where it stopped")
         raise typer.Exit(130) from None
-    except Exception as e:  # noqa: BLE001 - the round is recorded as failed; say why
-        _fail(e, 1)
     console.print(f"{r.action}: {r.message}", highlight=False)
 
 
@@ -70,19 +61,18 @@ def run(
 def run_once(policy: str = typer.Option(..., "-c", "--policy", help=POLICY_HELP)) -> None:
     """One round now: feedback → dataset → training → gate → canary (if the policy has stages) → decision."""
     from llmloop.loop.controller import run_once as once
-    from llmloop.loop.policy import PolicyError, load_policy
-    from llmloop.store import open_database, registry
+    from llmloop.loop.policy import load_policy
+    from llmloop.store import open_database
     from llmloop.train.jobs import JobFailed
 
+    pol = load_policy(policy)
+    db = open_database()
     try:
-        pol = load_policy(policy)
-        db = open_database()
         with console.status("loop round") as status:
             out = once(db, pol, say=lambda s, m: (status.update(f"{s}: {m}"), console.print(f"  {s}: {m}", highlight=False)))
-    except (PolicyError, registry.VersionNotFound) as e:
-        _fail(e)
-    except JobFailed as e:
-        _fail(f"{e}\nlog: llmloop jobs logs {e.job.id}", 1)
+    except JobFailed as e:  # cli/main.py prints the error and exits (1; 2 for the input's fault); where its log is:
+        err.print(f"log: llmloop jobs logs {e.job.id}", highlight=False)
+        raise
     if out.status == "skipped":
         console.print(f"no round: {out.reason}")
         return
@@ -96,13 +86,10 @@ def status(
 ) -> None:
     """Current round, phase and rollout stage, traffic split, pending pairs, next trigger."""
     from llmloop.loop.status import loop_status
-    from llmloop.loop.policy import PolicyError, load_policy
+    from llmloop.loop.policy import load_policy
     from llmloop.store import open_database
 
-    try:
-        pol = load_policy(policy) if policy else None
-    except PolicyError as e:
-        _fail(e)
+    pol = load_policy(policy) if policy else None
     s = loop_status(open_database(), pol)
     if as_json:
         console.print_json(json.dumps(s, default=str))
@@ -151,14 +138,11 @@ def history(
 
 
 def _admin(action: str, reason: str) -> None:
-    from llmloop.loop.controller import AdminError, admin
+    from llmloop.loop.controller import admin
     from llmloop.store import open_database
-    from llmloop.store.loop_events import StaleState
 
-    try:
-        console.print(admin(open_database(), action, reason=reason, actor=_actor()), highlight=False)
-    except (AdminError, StaleState) as e:
-        _fail(e)
+    # AdminError, StaleState: printed by cli/main.py, exit 2
+    console.print(admin(open_database(), action, reason=reason, actor=_actor()), highlight=False)
 
 
 @app.command("promote")
@@ -199,12 +183,9 @@ def explain(
 ) -> None:
     """Which feedback trained VERSION (request, versions, user, time), and every decision about it."""
     from llmloop.loop.explain import explain as why
-    from llmloop.store import open_database, registry
+    from llmloop.store import open_database
 
-    try:
-        x = why(open_database(), version)
-    except registry.VersionNotFound as e:
-        _fail(e)
+    x = why(open_database(), version)
     if as_json:
         console.print_json(json.dumps(x.as_json(), default=str, ensure_ascii=False))
         return

@@ -19,6 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.tree import Tree
 
+from llmloop.errors import UserError
+
 app = typer.Typer(no_args_is_help=True, help="Model versions with lineage and aliases, and model surgery "
                   "(merge, merge-lora, average, merge-scan, select-checkpoint, quantize, prune, distill).")
 console = Console()
@@ -37,26 +39,15 @@ def _split(values: Optional[list[str]]) -> list[str]:
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Known failures → one clear line and exit code 2 (no traceback)."""
+    """A config that fails validation → a ``UserError`` naming the flags. It and the library's own
+    errors (VersionNotFound, SurgeryError, WeightsError …) are printed by cli/main.py, exit 2."""
     from pydantic import ValidationError
-
-    from llmloop.models.catalog import ModelFetchError
-    from llmloop.models.weights import WeightsError
-    from llmloop.store import registry
-    from llmloop.store.datasets import DatasetNotFound
-    from llmloop.store.jobs import JobNotFound
 
     try:
         yield
     except ValidationError as e:
-        for x in e.errors():
-            loc = ".".join(str(p) for p in x["loc"]) or "config"
-            err.print(f"error: --{loc.replace('_', '-')}: {x['msg']}")
-        raise typer.Exit(2) from None
-    except (registry.VersionNotFound, JobNotFound, DatasetNotFound, WeightsError, ModelFetchError, ValueError,
-            FileNotFoundError) as e:
-        err.print(f"error: {e}")
-        raise typer.Exit(2) from None
+        raise UserError("\n".join(f"--{('.'.join(str(p) for p in x['loc']) or 'config').replace('_', '-')}: {x['msg']}"
+                                  for x in e.errors())) from None
 
 
 @contextmanager
@@ -167,7 +158,7 @@ def alias(
             console.print(f"{name} removed")
             return
         if not version:
-            raise ValueError("give the VERSION the alias should point at, or --remove")
+            raise UserError("give the VERSION the alias should point at, or --remove")
         registry.set_alias(db, name, version, reason=reason or "llmloop models alias")
     console.print(f"{name} → {version}")
 

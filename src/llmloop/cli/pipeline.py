@@ -20,14 +20,10 @@ def run(
     new: bool = typer.Option(False, "--new", help="Start a fresh run even if an unfinished run of this file exists"),
 ) -> None:
     """Run FILE's steps in order, each as a job; resumes the file's unfinished run at its first unfinished step."""
-    from llmloop.loop.pipeline import PipelineError, load_pipeline, run_pipeline
+    from llmloop.loop.pipeline import load_pipeline, run_pipeline
     from llmloop.store import open_database
 
-    try:
-        spec = load_pipeline(file)
-    except PipelineError as e:
-        err.print(f"error: {e}", highlight=False)
-        raise typer.Exit(2) from None
+    spec = load_pipeline(file)  # a PipelineError: printed by cli/main.py, exit 2
     marks = {"start": "…", "done": "[green]✓[/green]", "skip": "[dim]↷[/dim]", "fail": "[red]✗[/red]"}
     with console.status(f"pipeline {spec.name}") as status:
         def say(step: str, event: str, msg: str) -> None:
@@ -63,11 +59,7 @@ def show(run_id: int = typer.Argument(..., help="Run id (`pipeline list`)"),
     from llmloop.store import loop_events, open_database
 
     db = open_database()
-    try:
-        run = loop_events.get_pipeline(db, run_id)
-    except LookupError as e:
-        err.print(f"error: {e}")
-        raise typer.Exit(2) from None
+    run = loop_events.get_pipeline(db, run_id)  # PipelineRunNotFound: printed by cli/main.py, exit 2
     steps = loop_events.pipeline_steps_of(db, run_id)
     if as_json:
         console.print_json(json.dumps({"run": run.__dict__, "steps": {k: v.__dict__ for k, v in steps.items()}}, default=str))

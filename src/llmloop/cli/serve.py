@@ -60,11 +60,11 @@ def serve(
     """Start the gateway on HOST:PORT against the workspace ($LLMLOOP_HOME) database."""
     if ctx.invoked_subcommand is not None:
         return
-    from llmloop.serve.routing import RoutingConfig
+    from llmloop.serve.routing import RoutingConfig, SplitError
 
     try:
         RoutingConfig.from_split(split)
-    except ValueError as e:
+    except SplitError as e:
         raise typer.BadParameter(str(e)) from None
     values = dict(host=host, port=port, split=split, engine=engine, device=device, threads=threads,
                   base_model=base_model, served_model_name=served_model_name, upstream_url=upstream_url,
@@ -84,10 +84,7 @@ def serve(
                                            for err in e.errors())) from None
     from llmloop.app import run_gateway
 
-    try:
-        run_gateway(config)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+    run_gateway(config)  # a UserError (an engine without its URL …): printed by cli/main.py, exit 2
 
 
 @app.command("split")
@@ -96,12 +93,12 @@ def split_cmd(
     reason: str = typer.Option("", help="Why (kept in the split history)"),
 ) -> None:
     """Set the traffic split every gateway on this store routes model='llmloop' by (takes effect at once)."""
-    from llmloop.serve.routing import RoutingConfig
+    from llmloop.serve.routing import RoutingConfig, SplitError
     from llmloop.store import open_database, traffic
 
     try:
         cfg = RoutingConfig.from_split(weights)
-    except ValueError as e:
+    except SplitError as e:
         raise typer.BadParameter(str(e).replace("--split", "WEIGHTS")) from None
     from llmloop.store import registry
 

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llmloop.train.config import CONFIGS, ConfigError
+from llmloop.train.config import CONFIGS
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -70,11 +70,7 @@ def _train(stage: str, config: Path | None, overrides: list[str], gpus: int = 1,
     from llmloop.train.config import load_config
     from llmloop.train.worker import cancel, run_claimed, submit, worker_name
 
-    try:
-        cfg = load_config(stage, config, overrides)
-    except ConfigError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    cfg = load_config(stage, config, overrides)  # a ConfigError: printed by cli/main.py, exit 2
     if backend not in ("trl", "llamafactory"):
         err.print(f"[red]error:[/red] --backend {backend!r}: use trl or llamafactory", highlight=False)
         raise typer.Exit(2)
@@ -219,7 +215,6 @@ def export_llamafactory(
 ) -> None:
     """Write LLaMA-Factory's train YAML + dataset_info.json + data files equivalent to a config."""
     from llmloop.store import open_database
-    from llmloop.train.common import TrainingInputError
     from llmloop.train.config import STAGES, load_config
     from llmloop.train.llamafactory import export
 
@@ -234,14 +229,8 @@ def export_llamafactory(
             err.print(f"[red]error:[/red] cannot tell the stage of {config}; pass --stage ({', '.join(STAGES)})",
                       highlight=False)
             raise typer.Exit(2)
-    try:
-        cfg = load_config(stage, config, set_)
-        result = export(open_database(), stage, cfg, out)
-    except ConfigError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except (TrainingInputError, LookupError, ValueError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    # ConfigError, TrainingInputError, DatasetNotFound, VersionNotFound: printed by cli/main.py, exit 2
+    cfg = load_config(stage, config, set_)
+    result = export(open_database(), stage, cfg, out)
     console.print(f"wrote {result.yaml_path}, {result.dataset_info} and {len(result.data_files)} data file(s); "
                   f"run: cd {out} && llamafactory-cli train {result.yaml_path.name}", highlight=False, soft_wrap=True)

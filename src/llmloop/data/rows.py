@@ -19,13 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llmloop.errors import UserError
+
 ROLES = ("system", "user", "assistant", "tool_call", "tool")
 PROMPT_SIDE = ("user", "tool")
 RESPONSE_SIDE = ("assistant", "tool_call")
 MAX_LISTED = 20
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A user error about data: a bad name, a missing file, an unsupported format."""
 
 
@@ -57,6 +59,9 @@ class Problem:
 
 class DataValidationError(DataError):
     """Rows failed validation; nothing was written. ``problems`` holds every problem found."""
+
+    http_status = 422
+    code = "invalid_rows"
 
     def __init__(self, problems: list[Problem], *, total_rows: int | None = None, hint: str = "") -> None:
         self.problems = list(problems)

@@ -15,6 +15,7 @@ import re
 import orjson
 from typing import Any
 
+from llmloop.data.rows import DataError
 from llmloop.fsutil import write_atomic
 from llmloop.store import Database
 from llmloop.store import datasets as store_datasets
@@ -36,7 +37,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 def check_name(name: str) -> str:
     if not _NAME.match(name) or ".." in name:
-        raise ValueError(
+        raise DataError(
             f"dataset name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit (no slashes, no '..')"
         )
@@ -72,9 +73,9 @@ def write_version(
     """Store ``rows`` (already canonical and validated) as the next version of ``name``."""
     check_name(name)
     if kind not in KINDS:
-        raise ValueError(f"dataset kind must be one of {KINDS}, got {kind!r}")
+        raise DataError(f"dataset kind must be one of {KINDS}, got {kind!r}")
     if not rows:
-        raise ValueError(f"refusing to store an empty version of dataset {name!r}")
+        raise DataError(f"refusing to store an empty version of dataset {name!r}")
     payload = serialize(rows)
     digest = hashlib.sha256(payload).hexdigest()
     folder = db.workspace.datasets_dir / name

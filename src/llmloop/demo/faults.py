@@ -18,10 +18,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from llmloop.errors import LlmloopError
 from llmloop.serve.process import GatewayProcess
 
 
-class InjectedFault(RuntimeError):
+class InjectedFault(LlmloopError, RuntimeError):
     def __init__(self, version: str) -> None:
         super().__init__(f"injected upstream failure for {version} (fault drill)")
         self.version = version

@@ -23,6 +23,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from llmloop.eval import EvalInputError
+
 
 def vote_share_evalues(wins: Sequence[int]) -> list[float]:
     """Λ after each decisive vote (1 = candidate won, 0 = lost), in log space to stay finite."""
@@ -109,9 +111,9 @@ def ab_report(db, candidate: str, incumbent: str, alpha: float = 0.05, tau: floa
     from llmloop.store import feedback
 
     if candidate == incumbent:
-        raise ValueError(f"an A/B test needs two different versions, got {candidate!r} twice")
+        raise EvalInputError(f"an A/B test needs two different versions, got {candidate!r} twice")
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise EvalInputError(f"alpha must be in (0, 1), got {alpha}")
     version_of: dict[str, str] = {}
     events = []
     for t in feedback.list_thumbs(db):  # ordered by id = time

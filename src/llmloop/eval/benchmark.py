@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from llmloop.eval import EvalInputError, MissingEvalDependency
+
 
 @dataclass(frozen=True)
 class BenchmarkResult:
@@ -34,14 +36,14 @@ def run_benchmark(model_path: str | Path, tasks: list[str], adapter_path: str | 
     try:
         import lm_eval
     except ImportError as e:
-        raise ValueError("standard benchmarks need lm-evaluation-harness: pip install lm-eval") from e
+        raise MissingEvalDependency("standard benchmarks need lm-evaluation-harness: pip install lm-eval") from e
     if not tasks:
-        raise ValueError("name at least one benchmark task, e.g. --task gsm8k")
+        raise EvalInputError("name at least one benchmark task, e.g. --task gsm8k")
     args = f"pretrained={model_path}" + (f",peft={adapter_path}" if adapter_path else "")
     manager = _task_manager(str(include_path) if include_path else None)
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
-        raise ValueError(f"unknown benchmark task(s) {unknown}; see `lm-eval ls tasks`, or pass --include-path "
+        raise EvalInputError(f"unknown benchmark task(s) {unknown}; see `lm-eval ls tasks`, or pass --include-path "
                          "with your own task YAMLs")
     out: dict[str, Any] = lm_eval.simple_evaluate(model="hf", model_args=args, tasks=tasks, limit=limit, device=device,
                                                   batch_size=batch_size, num_fewshot=num_fewshot, task_manager=manager)

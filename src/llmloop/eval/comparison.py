@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmloop.eval import EvalInputError
 from llmloop.eval.failures import summarize_failures
 from llmloop.eval.winrate import (
     LengthControlled,
@@ -97,7 +98,7 @@ def run_compare(config: CompareConfig, db=None, on_progress: Callable[[int, int]
         try:
             x, y = resolve_model(db, config.challenger), resolve_model(db, config.incumbent)
         except registry.VersionNotFound as e:
-            raise ValueError(f"{e}, or pass a checkpoint folder") from None
+            raise EvalInputError(f"{e}, or pass a checkpoint folder") from None
         engine = EmbeddedEngine()
         engine.load(x)
         engine.load(y)

@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from llmloop.eval import EvalInputError
 from llmloop.inference.base import Generation, SamplingParams
 
 
@@ -23,7 +24,7 @@ class EndpointEngine:
 
         key = os.environ.get(api_key_env) if api_key_env else None
         if api_key_env and not key:
-            raise ValueError(f"endpoint API key: environment variable {api_key_env} is not set")
+            raise EvalInputError(f"endpoint API key: environment variable {api_key_env} is not set")
         self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s,
                                  headers={"Authorization": f"Bearer {key}"} if key else {})
         self.timeout_s, self.attempts, self.concurrency, self.backoff_s = timeout_s, attempts, concurrency, backoff_s

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmloop.eval import EvalInputError
+
 ROLES = ("system", "user", "assistant")
 
 
@@ -44,31 +46,31 @@ class EvalRow:
 def parse_row(raw: Any, where: str) -> EvalRow:
     """One raw JSON value → ``EvalRow``; ``where`` ("file.jsonl line 3") starts every error."""
     if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+        raise EvalInputError(f"{where}: expected a JSON object, got {type(raw).__name__}")
     if isinstance(raw.get("messages"), list):
         msgs = raw["messages"]
         for j, m in enumerate(msgs):
             if not (isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)):
-                raise ValueError(f"{where}: messages[{j}] must be {{\"role\": one of {list(ROLES)}, \"content\": str}}, "
+                raise EvalInputError(f"{where}: messages[{j}] must be {{\"role\": one of {list(ROLES)}, \"content\": str}}, "
                                  f"got {json.dumps(m, ensure_ascii=False)[:80]}")
         if not msgs or msgs[-1]["role"] != "user":
-            raise ValueError(f"{where}: messages must end with a user turn (the model under test answers it)")
+            raise EvalInputError(f"{where}: messages must end with a user turn (the model under test answers it)")
     elif isinstance(raw.get("prompt"), str) and raw["prompt"].strip():
         msgs = [{"role": "user", "content": raw["prompt"]}]
     else:
-        raise ValueError(f"{where}: needs \"prompt\" (a non-empty string) or \"messages\" (a list ending with a user turn)")
+        raise EvalInputError(f"{where}: needs \"prompt\" (a non-empty string) or \"messages\" (a list ending with a user turn)")
     meta = raw.get("metadata", {})
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
-        raise ValueError(f"{where}: metadata must be a JSON object, got {type(meta).__name__}")
+        raise EvalInputError(f"{where}: metadata must be a JSON object, got {type(meta).__name__}")
     # other top-level fields (an id, "topic", "lang" …) are metadata too: prompt files carry them
     extra = {k: v for k, v in raw.items() if k not in ("prompt", "messages", "reference", "label", "metadata")}
     meta = {**extra, **meta}
     ref, label = raw.get("reference"), raw.get("label")
     for name, v in (("reference", ref), ("label", label)):
         if isinstance(v, (dict, list)):
-            raise ValueError(f"{where}: {name} must be text or a number, got {type(v).__name__}")
+            raise EvalInputError(f"{where}: {name} must be text or a number, got {type(v).__name__}")
     return EvalRow(msgs, None if ref is None else str(ref), None if label is None else str(label), meta)
 
 
@@ -78,7 +80,9 @@ def read_eval_set(path: str | Path) -> list[EvalRow]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the file as UTF-8") from None
+        raise EvalInputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the file as UTF-8") from None
+    except OSError as e:  # a file the caller named: missing, a folder, unreadable
+        raise EvalInputError(f"{path}: cannot read it ({e.strerror or e})") from None
     rows, problems = [], []
     for i, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -90,9 +94,9 @@ def read_eval_set(path: str | Path) -> list[EvalRow]:
         except ValueError as e:
             problems.append(str(e))
     if problems:
-        raise ValueError("\n".join(problems[:20]) + (f"\n… and {len(problems) - 20} more" if len(problems) > 20 else ""))
+        raise EvalInputError("\n".join(problems[:20]) + (f"\n… and {len(problems) - 20} more" if len(problems) > 20 else ""))
     if not rows:
-        raise ValueError(f"{path}: no rows")
+        raise EvalInputError(f"{path}: no rows")
     return rows
 
 
@@ -101,7 +105,7 @@ def _from_dataset_row(kind: str, row: dict[str, Any], where: str) -> EvalRow:
         msgs = row["messages"]
         last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
         if last is None or not any(m["role"] == "user" for m in msgs[:last]):
-            raise ValueError(f"{where}: an sft row needs a user turn followed by an assistant turn to be an eval row")
+            raise EvalInputError(f"{where}: an sft row needs a user turn followed by an assistant turn to be an eval row")
         return EvalRow([dict(m) for m in msgs[:last]], str(msgs[last]["content"]), None, {})
     if kind == "preference":
         return EvalRow([dict(m) for m in row["prompt"]], str(row["chosen"][-1]["content"]), None, {})
@@ -109,7 +113,7 @@ def _from_dataset_row(kind: str, row: dict[str, Any], where: str) -> EvalRow:
         sol, label, meta = row.get("solution"), row.get("label"), row.get("metadata") or {}
         return EvalRow([dict(m) for m in row["prompt"]], None if sol is None else str(sol),
                        None if label is None else str(label), dict(meta) if isinstance(meta, dict) else {})
-    raise ValueError(f"{where}: a {kind} dataset cannot be an eval set; use a prompt, sft or preference dataset "
+    raise EvalInputError(f"{where}: a {kind} dataset cannot be an eval set; use a prompt, sft or preference dataset "
                      "(or `llmloop eval import FILE --name NAME`)")
 
 
@@ -119,19 +123,19 @@ def load_eval_set(spec: str | Path, db: Any = None) -> tuple[list[EvalRow], str]
     if p.exists():
         return read_eval_set(p), str(p)
     if db is None or p.suffix in (".jsonl", ".json") or "/" in str(spec):
-        raise ValueError(f"eval set {str(spec)!r}: no such file (or, for a stored dataset, write NAME or NAME@v1.2)")
+        raise EvalInputError(f"eval set {str(spec)!r}: no such file (or, for a stored dataset, write NAME or NAME@v1.2)")
     from llmloop.data.versions import resolve
     from llmloop.store.datasets import DatasetNotFound
 
     try:
         v = resolve(db, str(spec))
     except DatasetNotFound as e:
-        raise ValueError(f"eval set {str(spec)!r}: neither a file nor a stored dataset ({e})") from None
+        raise EvalInputError(f"eval set {str(spec)!r}: neither a file nor a stored dataset ({e})") from None
     with open(v.path, encoding="utf-8") as f:
         raw = [json.loads(line) for line in f if line.strip()]
     rows = [_from_dataset_row(v.kind, r, f"dataset {v.dataset}@{v.version} row {i}") for i, r in enumerate(raw, start=1)]
     if not rows:
-        raise ValueError(f"eval set {v.dataset}@{v.version}: no rows")
+        raise EvalInputError(f"eval set {v.dataset}@{v.version}: no rows")
     return rows, f"{v.dataset}@{v.version} ({v.kind}, sha256 {v.content_hash[:12]})"
 
 
@@ -166,7 +170,7 @@ def import_eval_set(db: Any, path: str | Path, name: str, note: str = "", create
         latest = None
     if latest is not None:
         if latest.kind != "prompt":
-            raise ValueError(f"dataset {name!r} holds {latest.kind} rows, not eval prompts: import under another --name")
+            raise EvalInputError(f"dataset {name!r} holds {latest.kind} rows, not eval prompts: import under another --name")
         if latest.content_hash == digest:
             return latest
     return write_version(db, rows, name=name, kind="prompt", source_format="eval-jsonl", note=note, created_by=created_by)
@@ -183,22 +187,22 @@ def load_texts(spec: str | Path, db: Any = None) -> tuple[list[str], str]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{p} line {i}: not JSON ({e.msg})") from None
+                raise EvalInputError(f"{p} line {i}: not JSON ({e.msg})") from None
             if not (isinstance(row, dict) and isinstance(row.get("text"), str) and row["text"].strip()):
-                raise ValueError(f"{p} line {i}: needs \"text\" (a non-empty string)")
+                raise EvalInputError(f"{p} line {i}: needs \"text\" (a non-empty string)")
             texts.append(row["text"])
         if not texts:
-            raise ValueError(f"{p}: no rows")
+            raise EvalInputError(f"{p}: no rows")
         return texts, str(p)
     if db is None:
-        raise ValueError(f"text set {str(spec)!r}: no such file")
+        raise EvalInputError(f"text set {str(spec)!r}: no such file")
     from llmloop.data.versions import read_rows, resolve
     from llmloop.store.datasets import DatasetNotFound
 
     try:
         v = resolve(db, str(spec))
     except DatasetNotFound as e:
-        raise ValueError(f"text set {str(spec)!r}: neither a file nor a stored dataset ({e})") from None
+        raise EvalInputError(f"text set {str(spec)!r}: neither a file nor a stored dataset ({e})") from None
     if v.kind != "pt":
-        raise ValueError(f"dataset {v.dataset}@{v.version} holds {v.kind} rows; perplexity needs a pt (text) dataset")
+        raise EvalInputError(f"dataset {v.dataset}@{v.version} holds {v.kind} rows; perplexity needs a pt (text) dataset")
     return [r["text"] for r in read_rows(v)], f"{v.dataset}@{v.version}"

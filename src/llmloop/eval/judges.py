@@ -12,6 +12,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from llmloop.eval import EvalInputError
 from llmloop.eval.verdict import PairwiseJudge, Verdict, Winner  # noqa: F401 - re-exported
 
 
@@ -46,7 +47,7 @@ def load_judge(spec: str, api_key_env: str | None = None, templates: str | None 
 
         return RewardModelJudge(target)
     if kind != "python" or ":" not in target:
-        raise ValueError(
+        raise EvalInputError(
             f"judge {spec!r} is not understood: use 'python:package.module:function' naming a "
             "function that scores one answer (higher is better), 'rm:/path/to/reward_model', or "
             "'openai:MODEL@BASE_URL' (an LLM judge at any OpenAI-compatible endpoint)"
@@ -55,7 +56,7 @@ def load_judge(spec: str, api_key_env: str | None = None, templates: str | None 
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
-        raise ValueError(f"judge {spec!r}: cannot import {attr!r} from {module_name!r} ({e})") from e
+        raise EvalInputError(f"judge {spec!r}: cannot import {attr!r} from {module_name!r} ({e})") from e
     if not callable(fn):
-        raise ValueError(f"judge {spec!r}: {module_name}.{attr} is not callable")
+        raise EvalInputError(f"judge {spec!r}: {module_name}.{attr} is not callable")
     return ScoreJudge(fn, name=spec)

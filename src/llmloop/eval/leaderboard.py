@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from llmloop.eval import EvalInputError, NoBattles
+
 Outcome = Literal["a", "b", "tie"]
 ELO_SCALE = 400 / math.log(10)
 
@@ -96,7 +98,7 @@ def bradley_terry(battles: Sequence[Battle], bootstrap: int = 200, seed: int = 0
 
     battles = [b for b in battles if b.model_a != b.model_b]
     if not battles:
-        raise ValueError("a leaderboard needs at least one battle between two different versions "
+        raise NoBattles("a leaderboard needs at least one battle between two different versions "
                          "(collect arena votes, or pass judged comparisons)")
     models = sorted({b.model_a for b in battles} | {b.model_b for b in battles})
     idx = {m: i for i, m in enumerate(models)}
@@ -166,8 +168,8 @@ def saved_comparisons(db) -> list:  # noqa: ANN001 - list[WinRateReport]
     for path in sorted(folder.glob("*.json")) if folder.exists() else []:
         try:
             out.append(report_from_json(json.loads(path.read_text(encoding="utf-8"))))
-        except (ValueError, TypeError, KeyError) as e:
-            raise ValueError(f"saved comparison {path} is unreadable ({e}); move it away or fix it") from None
+        except ValueError as e:  # not JSON, or not a report (EvalInputError)
+            raise EvalInputError(f"saved comparison {path} is unreadable ({e}); move it away or fix it") from None
     return out
 
 

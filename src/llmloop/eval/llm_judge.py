@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmloop.errors import LlmloopError
+from llmloop.eval import EvalInputError
 from llmloop.eval.verdict import Verdict
 
 CRITERIA = ("accuracy", "relevance", "fluency", "professionalism")
@@ -112,15 +114,15 @@ class JudgeTemplates:
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as e:
-            raise ValueError(f"judge templates {path}: cannot read ({e})") from e
+            raise EvalInputError(f"judge templates {path}: cannot read ({e})") from e
         if not isinstance(raw, dict) or set(raw) - {"pointwise", "pairwise"}:
-            raise ValueError(f"judge templates {path}: expected a mapping with keys 'pointwise' and/or 'pairwise', "
+            raise EvalInputError(f"judge templates {path}: expected a mapping with keys 'pointwise' and/or 'pairwise', "
                              f"got {sorted(raw) if isinstance(raw, dict) else type(raw).__name__}")
         t = cls(**{k: str(v) for k, v in raw.items()})
         if "{{answer_a}}" not in t.pairwise or "{{answer_b}}" not in t.pairwise:
-            raise ValueError(f"judge templates {path}: the pairwise template needs {{{{answer_a}}}} and {{{{answer_b}}}}")
+            raise EvalInputError(f"judge templates {path}: the pairwise template needs {{{{answer_a}}}} and {{{{answer_b}}}}")
         if "{{answer}}" not in t.pointwise:
-            raise ValueError(f"judge templates {path}: the pointwise template needs {{{{answer}}}}")
+            raise EvalInputError(f"judge templates {path}: the pointwise template needs {{{{answer}}}}")
         return t
 
 
@@ -148,7 +150,7 @@ def extract_json(text: str) -> Any:
     raise ValueError(f"no JSON object in the reply {text[:120]!r}")
 
 
-class JudgeFailed(Exception):
+class JudgeFailed(LlmloopError):
     """A judgement that could not be had; the message is the reason recorded on the sample."""
 
 
@@ -160,7 +162,7 @@ class ChatClient:
 
         key = os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
         if endpoint.api_key_env and not key:
-            raise ValueError(f"judge API key: environment variable {endpoint.api_key_env} is not set")
+            raise EvalInputError(f"judge API key: environment variable {endpoint.api_key_env} is not set")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.endpoint = endpoint
         self.http = httpx.Client(base_url=endpoint.base_url.rstrip("/"), headers=headers, timeout=endpoint.timeout_s)
@@ -292,7 +294,7 @@ def llm_judge_from_spec(spec: str, api_key_env: str | None = None, templates: st
     """``openai:MODEL@BASE_URL`` → ``LLMJudge``; ValueError shows the expected form."""
     model, at, base_url = spec.removeprefix("openai:").partition("@")
     if not (spec.startswith("openai:") and model and at and base_url.startswith(("http://", "https://"))):
-        raise ValueError(f"judge {spec!r}: write 'openai:MODEL@BASE_URL', e.g. openai:gpt-4o-mini@https://api.openai.com/v1 "
+        raise EvalInputError(f"judge {spec!r}: write 'openai:MODEL@BASE_URL', e.g. openai:gpt-4o-mini@https://api.openai.com/v1 "
                          "or openai:production@http://127.0.0.1:8000/v1 (our own gateway)")
     return LLMJudge(JudgeEndpoint(base_url=base_url, model=model, api_key_env=api_key_env, timeout_s=timeout_s,
                                   attempts=attempts),

@@ -18,15 +18,17 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
+from llmloop.eval import EvalInputError
+
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
 _PUNCT = set(string.punctuation) | set("，。！？；：、“”‘’（）《》【】…—·")
 
 
 def _check(predictions: Sequence[Any], references: Sequence[Any]) -> None:
     if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions but {len(references)} references: pass one reference per prediction")
+        raise EvalInputError(f"{len(predictions)} predictions but {len(references)} references: pass one reference per prediction")
     if not predictions:
-        raise ValueError("a metric needs at least one prediction")
+        raise EvalInputError("a metric needs at least one prediction")
 
 
 def has_cjk(text: str) -> bool:
@@ -171,7 +173,7 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int
     import torch
 
     if not texts:
-        raise ValueError("perplexity needs at least one text")
+        raise EvalInputError("perplexity needs at least one text")
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     side = tokenizer.padding_side
@@ -193,7 +195,7 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int
     finally:
         tokenizer.padding_side = side
     if count == 0:
-        raise ValueError("perplexity: every text is shorter than two tokens")
+        raise EvalInputError("perplexity: every text is shorter than two tokens")
     return math.exp(nll / count)
 
 

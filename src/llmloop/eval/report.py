@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from llmloop.eval import metrics as M
+from llmloop.eval import EvalInputError
 from llmloop.eval.evalset import EvalRow, read_eval_set  # noqa: F401 - re-exported: the public names of E4
 from llmloop.eval.failures import summarize_failures
 from llmloop.inference.base import Engine, SamplingParams
@@ -227,7 +228,7 @@ def run_eval(engine: Engine, versions: Sequence[str], rows: Sequence[EvalRow], p
     measured with it); ``measure_memory=False`` reports None (an endpoint's memory is not ours).
     """
     if not versions or not rows:
-        raise ValueError("run_eval needs at least one version and one eval row")
+        raise EvalInputError("run_eval needs at least one version and one eval row")
     params = params or SamplingParams(max_tokens=128, temperature=0.0, seed=1234)
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None:

@@ -16,6 +16,7 @@ import json
 import random
 from pathlib import Path
 
+from llmloop.eval import EvalInputError
 from llmloop.eval.winrate import PairSample, WinRateReport, summarize
 
 COLUMNS = ["id", "prompt", "answer_1", "answer_2", "preferred", "score_1", "score_2", "comment"]
@@ -29,7 +30,7 @@ def export_review(report: WinRateReport, sheet: str | Path, seed: int = 0) -> Pa
     """Write the blind sheet (.csv or .xlsx by suffix) and its key file; returns the key file's path."""
     sheet = Path(sheet)
     if sheet.suffix not in (".csv", ".xlsx"):
-        raise ValueError(f"review sheet {sheet}: use a .csv or .xlsx file name")
+        raise EvalInputError(f"review sheet {sheet}: use a .csv or .xlsx file name")
     rng = random.Random(seed)
     rows, key = [], {"version_x": report.version_x, "version_y": report.version_y, "rows": {}}
     for i, s in enumerate(report.samples):
@@ -74,14 +75,16 @@ def _read_sheet(sheet: Path) -> list[dict[str, str]]:
 def import_review(sheet: str | Path, reviewer: str = "human") -> WinRateReport:
     """Filled sheet + key → a win-rate report of version_x against version_y. ValueError lists every bad row."""
     sheet = Path(sheet)
+    if not sheet.is_file():
+        raise EvalInputError(f"review sheet {sheet}: no such file")
     kp = _key_path(sheet)
     if not kp.exists():
-        raise ValueError(f"review sheet {sheet}: its key file {kp} is missing (export_review writes both)")
+        raise EvalInputError(f"review sheet {sheet}: its key file {kp} is missing (export_review writes both)")
     key = json.loads(kp.read_text(encoding="utf-8"))
     rows = _read_sheet(sheet)
     missing = [c for c in ("id", "preferred") if rows and c not in rows[0]]
     if missing:
-        raise ValueError(f"review sheet {sheet}: columns {missing} are missing; keep the exported header")
+        raise EvalInputError(f"review sheet {sheet}: columns {missing} are missing; keep the exported header")
     problems, samples = [], []
     for n, r in enumerate(rows, start=2):  # row 1 is the header
         rid = str(r.get("id", "")).strip().removesuffix(".0")
@@ -109,9 +112,9 @@ def import_review(sheet: str | Path, reviewer: str = "human") -> WinRateReport:
                                         f"scores {scores['score_1']}/{scores['score_2']}" if any(scores.values()) else ""] if x)
         samples.append(PairSample(k["prompt"], k["answer_x"], k["answer_y"], winner, reason))
     if problems:
-        raise ValueError(f"review sheet {sheet}: {len(problems)} problem(s):\n" + "\n".join(problems))
+        raise EvalInputError(f"review sheet {sheet}: {len(problems)} problem(s):\n" + "\n".join(problems))
     if not samples:
-        raise ValueError(f"review sheet {sheet}: no row has 'preferred' filled in")
+        raise EvalInputError(f"review sheet {sheet}: no row has 'preferred' filled in")
     return summarize(key["version_x"], key["version_y"], reviewer, samples)
 
 

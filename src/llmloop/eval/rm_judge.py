@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from llmloop.eval import EvalInputError
 from llmloop.eval.verdict import Verdict
 
 
@@ -22,7 +23,7 @@ class RewardModelJudge:
 
         path = Path(path)
         if not path.is_dir():
-            raise ValueError(f"reward model {path}: not a folder (pass a saved reward model or its LoRA adapter)")
+            raise EvalInputError(f"reward model {path}: not a folder (pass a saved reward model or its LoRA adapter)")
         if (path / "adapter_config.json").exists():
             from peft import AutoPeftModelForSequenceClassification
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from llmloop.eval import EvalInputError
+
 
 @dataclass(frozen=True)
 class RewardModelQuality:
@@ -38,16 +40,16 @@ def reward_model_quality(chosen_scores: Sequence[float], rejected_scores: Sequen
     from scipy.stats import kendalltau, spearmanr
 
     if len(chosen_scores) != len(rejected_scores):
-        raise ValueError(f"{len(chosen_scores)} chosen scores but {len(rejected_scores)} rejected: one of each per pair")
+        raise EvalInputError(f"{len(chosen_scores)} chosen scores but {len(rejected_scores)} rejected: one of each per pair")
     if len(chosen_scores) == 0:
-        raise ValueError("reward-model quality needs at least one preference pair")
+        raise EvalInputError("reward-model quality needs at least one preference pair")
     if (gold_scores is None) != (predicted_scores is None):
-        raise ValueError("pass gold_scores and predicted_scores together (one reward score per gold-rated answer)")
+        raise EvalInputError("pass gold_scores and predicted_scores together (one reward score per gold-rated answer)")
     margins = [float(c) - float(r) for c, r in zip(chosen_scores, rejected_scores)]
     acc = sum(1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margins) / len(margins)
     if gold_scores is not None:
         if len(gold_scores) != len(predicted_scores) or len(gold_scores) < 2:
-            raise ValueError(f"gold_scores ({len(gold_scores)}) and predicted_scores ({len(predicted_scores)}) "
+            raise EvalInputError(f"gold_scores ({len(gold_scores)}) and predicted_scores ({len(predicted_scores)}) "
                              "must be parallel and hold at least two answers")
         x, y, against = list(predicted_scores), list(gold_scores), "gold scores"
     else:
@@ -66,7 +68,7 @@ def _as_messages(value, role: str, where: str) -> list[dict]:  # noqa: ANN001
         return [{"role": role, "content": value}]
     if isinstance(value, list) and all(isinstance(m, dict) and "content" in m for m in value):
         return value
-    raise ValueError(f"{where}: expected text or a list of messages, got {type(value).__name__}")
+    raise EvalInputError(f"{where}: expected text or a list of messages, got {type(value).__name__}")
 
 
 def read_preference_pairs(spec: str, db=None) -> list[tuple[list[dict], str, str]]:  # noqa: ANN001
@@ -83,30 +85,30 @@ def read_preference_pairs(spec: str, db=None) -> list[tuple[list[dict], str, str
                 try:
                     raw.append((f"{p} line {i}", json.loads(line)))
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"{p} line {i}: not JSON ({e.msg})") from None
+                    raise EvalInputError(f"{p} line {i}: not JSON ({e.msg})") from None
     else:
         if db is None:
-            raise ValueError(f"preference set {spec!r}: no such file")
+            raise EvalInputError(f"preference set {spec!r}: no such file")
         from llmloop.data.versions import read_rows, resolve
         from llmloop.store.datasets import DatasetNotFound
 
         try:
             v = resolve(db, spec)
         except DatasetNotFound as e:
-            raise ValueError(f"preference set {spec!r}: neither a file nor a stored dataset ({e})") from None
+            raise EvalInputError(f"preference set {spec!r}: neither a file nor a stored dataset ({e})") from None
         if v.kind != "preference":
-            raise ValueError(f"dataset {v.dataset}@{v.version} holds {v.kind} rows; reward-model quality needs preference pairs")
+            raise EvalInputError(f"dataset {v.dataset}@{v.version} holds {v.kind} rows; reward-model quality needs preference pairs")
         raw = [(f"dataset {v.dataset}@{v.version} row {i}", r) for i, r in enumerate(read_rows(v), start=1)]
     pairs = []
     for where, r in raw:
         if not isinstance(r, dict) or not all(k in r for k in ("prompt", "chosen", "rejected")):
-            raise ValueError(f"{where}: needs prompt, chosen and rejected")
+            raise EvalInputError(f"{where}: needs prompt, chosen and rejected")
         prompt = _as_messages(r["prompt"], "user", where)
         chosen = _as_messages(r["chosen"], "assistant", where)[-1]["content"]
         rejected = _as_messages(r["rejected"], "assistant", where)[-1]["content"]
         pairs.append((prompt, str(chosen), str(rejected)))
     if not pairs:
-        raise ValueError(f"preference set {spec!r}: no pairs")
+        raise EvalInputError(f"preference set {spec!r}: no pairs")
     return pairs
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmloop.eval import EvalInputError
 from llmloop.eval.report import EvalRunReport, run_eval
 
 
@@ -85,7 +86,7 @@ def _check_resume(config: EvalRunConfig, rows) -> Path:  # noqa: ANN001
         old = json.loads(meta.read_text(encoding="utf-8")).get("fingerprint", {})
         changed = sorted(k for k in fp if old.get(k) != fp[k])
         if changed:
-            raise ValueError(f"{out} holds answers of a different run (changed: {', '.join(changed)}); "
+            raise EvalInputError(f"{out} holds answers of a different run (changed: {', '.join(changed)}); "
                              "pass --fresh to discard them, or choose another --out-dir")
     meta.write_text(json.dumps({"fingerprint": fp, "versions": config.versions, "data": config.data}, indent=2),
                     encoding="utf-8")
@@ -124,10 +125,10 @@ def evaluate(config: EvalRunConfig, db=None, on_progress: Callable[[int, int], N
             try:
                 found.append(resolve_model(db, ref))
             except registry.VersionNotFound as e:
-                raise ValueError(f"{e}, or pass a checkpoint folder") from None
+                raise EvalInputError(f"{e}, or pass a checkpoint folder") from None
         by_name = {v.name: v for v in found}
         if len(by_name) < len(found):
-            raise ValueError(f"versions {config.versions} name the same model twice; list each once")
+            raise EvalInputError(f"versions {config.versions} name the same model twice; list each once")
         engine = EmbeddedEngine(device=config.device)
         names, measure, batch_size = [v.name for v in found], True, config.batch_size
 

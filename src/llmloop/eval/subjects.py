@@ -17,6 +17,7 @@ import json
 import re
 from pathlib import Path
 
+from llmloop.eval import EvalInputError
 from llmloop.store.records import ModelVersion
 
 
@@ -24,7 +25,7 @@ def checkpoint_version(path: str | Path) -> ModelVersion:
     """A checkpoint folder as an unregistered ``ModelVersion``; ValueError says what the folder lacks."""
     p = Path(path).expanduser().resolve()
     if not p.is_dir():
-        raise ValueError(f"model {str(path)!r}: not a registered version or alias, and not a folder "
+        raise EvalInputError(f"model {str(path)!r}: not a registered version or alias, and not a folder "
                          "(see `llmloop models list`, or pass a checkpoint folder)")
     name = re.sub(r"[^A-Za-z0-9_-]", "_", "_".join(p.parts[-2:]))
     now = dt.datetime.now(dt.timezone.utc)
@@ -32,14 +33,14 @@ def checkpoint_version(path: str | Path) -> ModelVersion:
         try:
             base = json.loads((p / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
         except (ValueError, KeyError) as e:
-            raise ValueError(f"checkpoint {p}: adapter_config.json has no base_model_name_or_path ({e})") from None
+            raise EvalInputError(f"checkpoint {p}: adapter_config.json has no base_model_name_or_path ({e})") from None
         if not base or not Path(base).is_dir():
-            raise ValueError(f"checkpoint {p}: its base model {base!r} is not a local folder; evaluate the "
+            raise EvalInputError(f"checkpoint {p}: its base model {base!r} is not a local folder; evaluate the "
                              "registered version instead, or merge the adapter first (`llmloop models merge`)")
         return ModelVersion(name, "chat", str(base), str(p), None, None, [], {}, "checkpoint", str(p), now)
     if (p / "config.json").exists():
         return ModelVersion(name, "chat", str(p), None, None, None, [], {}, "checkpoint", str(p), now)
-    raise ValueError(f"checkpoint {p}: neither adapter_config.json (LoRA) nor config.json (full model) is in it")
+    raise EvalInputError(f"checkpoint {p}: neither adapter_config.json (LoRA) nor config.json (full model) is in it")
 
 
 def resolve_model(db, ref: str) -> ModelVersion:  # noqa: ANN001 - store.Database

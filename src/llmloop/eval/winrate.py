@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmloop.eval import EvalInputError
 from llmloop.eval.judges import PairwiseJudge, Verdict
 from llmloop.inference.base import Engine, SamplingParams
 
@@ -54,7 +55,7 @@ class WinRateReport:
 
 def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
     if n <= 0:
-        raise ValueError("a confidence interval needs at least one comparison")
+        raise EvalInputError("a confidence interval needs at least one comparison")
     p = successes / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
@@ -101,7 +102,7 @@ def compare_versions(
     from llmloop.eval.report import run_eval
 
     if not prompts:
-        raise ValueError("compare_versions needs at least one prompt")
+        raise EvalInputError("compare_versions needs at least one prompt")
     params = params or SamplingParams(max_tokens=96, temperature=0.7, seed=1234)
     ckpt = Path(checkpoint) if checkpoint else None
     n = len(prompts)
@@ -189,7 +190,7 @@ def length_controlled(report: WinRateReport, bootstrap: int = 200, seed: int = 0
 
     judged = [s for s in report.samples if s.winner in ("x", "y", "tie")]
     if len(judged) < 2:
-        raise ValueError(f"a length-controlled win rate needs at least two judged samples, got {len(judged)}")
+        raise EvalInputError(f"a length-controlled win rate needs at least two judged samples, got {len(judged)}")
     d = np.array([len(s.answer_x) - len(s.answer_y) for s in judged], dtype=float)
     sd = d.std() or 1.0
     z = np.tanh(d / sd)
@@ -213,8 +214,24 @@ def length_controlled(report: WinRateReport, bootstrap: int = 200, seed: int = 0
 def report_from_json(raw: dict[str, Any]) -> WinRateReport:
     """A report as ``dataclasses.asdict`` wrote it (``eval compare --out``) → ``WinRateReport``.
 
-    Keys that are not report fields (a failure summary, a length-controlled block …) are ignored."""
+    Keys that are not report fields (a failure summary, a length-controlled block …) are ignored; a
+    shape that is not such a report is an ``EvalInputError`` naming the first missing field."""
+    import dataclasses
+
+    def required(cls: type) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+
+    if not isinstance(raw, dict):
+        raise EvalInputError(f"expected a JSON object, got {type(raw).__name__}")
+    missing = [k for k in required(WinRateReport) if k not in raw and k != "samples"]
+    samples = raw.get("samples", [])
+    if not isinstance(samples, list) or not all(isinstance(s, dict) for s in samples):
+        raise EvalInputError("samples: expected a list of objects")
+    missing += [f"samples[{i}].{k}" for i, s in enumerate(samples) for k in PairSample.__dataclass_fields__ if k not in s][:1]
+    if missing:
+        raise EvalInputError(f"no {missing[0]!r} field")
     names = set(WinRateReport.__dataclass_fields__)
     body = {k: v for k, v in raw.items() if k in names}
-    body["samples"] = [PairSample(**{k: s[k] for k in PairSample.__dataclass_fields__}) for s in raw.get("samples", [])]
+    body["samples"] = [PairSample(**{k: s[k] for k in PairSample.__dataclass_fields__}) for s in samples]
     return WinRateReport(**body)

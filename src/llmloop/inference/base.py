@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from llmloop.errors import NotFound
 from llmloop.store.records import ModelVersion
 
 
@@ -58,7 +59,7 @@ class Engine(Protocol):
     def complete(self, version: str, prompt: str, params: SamplingParams) -> Generation: ...
 
 
-class UnknownVersion(LookupError):
+class UnknownVersion(NotFound, LookupError):
     pass
 
 

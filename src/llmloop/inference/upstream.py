@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import orjson
 
+from llmloop.errors import Unavailable
 from llmloop.inference.base import (
     Generation,
     SamplingParams,
@@ -35,12 +36,16 @@ log = logging.getLogger("llmloop.inference.upstream")
 _JSON = {"content-type": "application/json"}
 
 
-class UpstreamError(RuntimeError):
-    """The upstream refused or could not be reached; ``status`` is its HTTP status (502 if none)."""
+class UpstreamError(Unavailable, RuntimeError):
+    """The upstream refused or could not be reached; ``status`` is its HTTP status (502 if none),
+    which the gateway answers with (``code`` upstream_error)."""
+
+    code = "upstream_error"
+    type = "server_error"
 
     def __init__(self, message: str, status: int = 502) -> None:
         super().__init__(message)
-        self.status = status
+        self.status = self.http_status = status
 
 
 class UpstreamEngine:

@@ -23,13 +23,14 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmloop.errors import Unavailable
 from llmloop.eval.ab import msprt_log_lambda
 from llmloop.loop.policy import RollbackPolicy
 
 Snapshot = dict[str, dict[str, Any]]  # gateway url → {version: {"requests", "errors", "buckets": {le: n}}}
 
 
-class ScrapeError(RuntimeError):
+class ScrapeError(Unavailable, RuntimeError):
     pass
 
 

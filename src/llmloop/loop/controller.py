@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from llmloop.errors import UserError
 from llmloop.inference.base import Engine
 from llmloop.loop import canary, sources
 from llmloop.loop import round as steps
@@ -320,7 +321,7 @@ def carry_out(db: Database, st: loop_events.ControllerState, rnd: Any, actor: st
     return "rolled_back", f"{cand} rolled back: {d['reason']}"
 
 
-class AdminError(ValueError):
+class AdminError(UserError, ValueError):
     pass
 
 

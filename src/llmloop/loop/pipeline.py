@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from llmloop.errors import LlmloopError, UserError
 from llmloop.store import Database, loop_events
 from llmloop.store import jobs as store_jobs
 
@@ -96,7 +97,7 @@ class PipelineSpec(BaseModel):
         return self
 
 
-class PipelineError(ValueError):
+class PipelineError(UserError, ValueError):
     pass
 
 
@@ -193,7 +194,7 @@ def _summary(out: dict[str, Any]) -> str:
     return ", ".join(f"{k} {out[k]:.3f}" if isinstance(out.get(k), float) else f"{k} {out[k]}" for k in keys if out.get(k) is not None)
 
 
-class _StepFailed(RuntimeError):
+class _StepFailed(LlmloopError, RuntimeError):
     def __init__(self, message: str, job_id: str) -> None:
         super().__init__(message)
         self.job_id = job_id

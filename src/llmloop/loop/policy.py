@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from llmloop.errors import UserError
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -161,7 +163,7 @@ class LoopPolicy(_Strict):
         return self
 
 
-class PolicyError(ValueError):
+class PolicyError(UserError, ValueError):
     pass
 
 

@@ -27,6 +27,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmloop.errors import NotFound, Unavailable
 from llmloop.store import registry
 from llmloop.store.db import Database
 from llmloop.store.records import ModelVersion
@@ -34,8 +35,12 @@ from llmloop.store.records import ModelVersion
 log = logging.getLogger("llmloop.models")
 
 
-class ModelFetchError(RuntimeError):
+class ModelFetchError(Unavailable, RuntimeError):
     """The model could not be fetched or converted; the message says what failed and how to fix it."""
+
+
+class UnknownCatalogModel(NotFound, ModelFetchError):
+    """A name that is neither in the catalog nor a hub id: the caller's to fix (exit 2, not 3)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ def entry(name: str) -> CatalogEntry:
     try:
         return CATALOG[name]
     except KeyError:
-        raise ModelFetchError(f"no catalog model {name!r}; known: {', '.join(CATALOG)}. Any Hugging Face hub id "
+        raise UnknownCatalogModel(f"no catalog model {name!r}; known: {', '.join(CATALOG)}. Any Hugging Face hub id "
                               "or local model folder works as a model setting without `models get`") from None
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmloop.errors import UserError
 from llmloop.store import registry
 from llmloop.store.db import Database
 from llmloop.store.records import ModelVersion
@@ -20,7 +21,7 @@ from llmloop.store.records import ModelVersion
 PREFIX = {"chat": "v", "completion": "c"}
 
 
-class SurgeryError(ValueError):
+class SurgeryError(UserError, ValueError):
     """Bad input to a surgery command; the message names the value and the fix."""
 
 

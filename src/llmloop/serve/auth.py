@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from llmloop.errors import LlmloopError
 from llmloop.store import apikeys
 from llmloop.store.db import Database
 
@@ -68,7 +69,7 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
-class StoreNeeded(Exception):  # noqa: N818 - a signal, not an error
+class StoreNeeded(LlmloopError):  # noqa: N818 - a signal, not an error
     """``principal(inline=True)`` found nothing fresh in its cache: ask again off the event loop."""
 
 

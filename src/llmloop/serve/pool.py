@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from llmloop.errors import LlmloopError
 from llmloop.inference.base import Engine
 from llmloop.serve.errors import ServingError
 from llmloop.serve.routing import RoutingConfig, pick
@@ -52,7 +53,7 @@ def attribute(version: str) -> None:
         holder.version = version
 
 
-class _Stale(Exception):  # noqa: N818 - a signal, not an error
+class _Stale(LlmloopError):  # noqa: N818 - a signal, not an error
     """``ModelPool.lookup(inline=True)`` would need the store: call it again on the store lane."""
 
 

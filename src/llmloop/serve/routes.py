@@ -3,6 +3,7 @@ method, render. Every error leaves as OpenAI's ``{"error": {...}}`` body, 422s i
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -17,14 +18,17 @@ from fastapi.responses import (
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from llmloop.errors import LlmloopError
 from llmloop.serve import protocol as p
 from llmloop.serve.auth import Principal, StoreNeeded
+from llmloop.serve.errors import http_error
 from llmloop.serve.routing import ANONYMOUS
 from llmloop.serve.serving import EventStream, RequestContext, ServingError
 
 if TYPE_CHECKING:
     from llmloop.serve.gateway import Gateway
 
+log = logging.getLogger("llmloop.serve")
 USER_HEADER = "x-llmloop-user"
 REQUEST_ID_HEADER = "x-llmloop-request-id"
 VERSION_HEADER = "x-llmloop-version"
@@ -252,9 +256,9 @@ def error_response(status: int, message: str, type: str, param: str | None = Non
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
-async def _serving_error(_: Request, e: Exception) -> JSONResponse:
-    assert isinstance(e, ServingError)
-    return JSONResponse(e.body().model_dump(mode="json"), status_code=e.status, headers=e.headers or None)
+async def _llmloop_error(_: Request, e: Exception) -> JSONResponse:
+    assert isinstance(e, LlmloopError)
+    return http_error(e)
 
 
 async def _validation_error(_: Request, e: Exception) -> JSONResponse:
@@ -281,24 +285,16 @@ async def _http_error(_: Request, e: Exception) -> JSONResponse:
     return error_response(e.status_code, str(e.detail), type, headers=dict(e.headers or {}) or None)
 
 
-async def _upstream_error(_: Request, e: Exception) -> JSONResponse:
-    from llmloop.inference.upstream import UpstreamError
-
-    assert isinstance(e, UpstreamError)
-    return error_response(e.status, str(e), "server_error", code="upstream_error")
-
-
-async def _unexpected(_: Request, e: Exception) -> JSONResponse:
+async def _unexpected(request: Request, e: Exception) -> JSONResponse:
+    """A bug: its traceback in the log, a 500 to the caller (never a 4xx that blames the request)."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=e)
     return error_response(500, f"internal error: {e.__class__.__name__}: {e}", "server_error")
 
 
 def add_routes(app: FastAPI) -> None:
     for router in (openai_router, feedback_router, admin_router, ops_router):
         app.include_router(router)
-    app.add_exception_handler(ServingError, _serving_error)
+    app.add_exception_handler(LlmloopError, _llmloop_error)  # ServingError, UpstreamError, the library's errors
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    from llmloop.inference.upstream import UpstreamError
-
-    app.add_exception_handler(UpstreamError, _upstream_error)
     app.add_exception_handler(Exception, _unexpected)

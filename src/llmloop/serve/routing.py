@@ -14,7 +14,13 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from llmloop.errors import UserError
+
 ANONYMOUS = "anonymous"
+
+
+class SplitError(UserError, ValueError):
+    """A ``--split`` (NAME=WEIGHT pairs) that cannot be read or is not a valid split."""
 
 
 class RoutingConfig(BaseModel):
@@ -49,13 +55,13 @@ class RoutingConfig(BaseModel):
         try:
             weights = parse_weights(split)
         except ValueError as e:
-            raise ValueError(
+            raise SplitError(
                 f"--split: cannot read {str(e)!r}; write NAME=WEIGHT pairs, e.g. production=90,candidate=10"
             ) from None
         try:
             return cls(weights=weights, **kwargs)
         except ValueError as e:
-            raise ValueError(f"--split {split!r}: {e}") from None
+            raise SplitError(f"--split {split!r}: {e}") from None
 
     def normalised(self) -> dict[str, float]:
         total = sum(self.weights.values())

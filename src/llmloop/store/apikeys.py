@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from llmloop.errors import UserError
 from llmloop.store.db import Database, as_utc, utcnow
 from llmloop.store.tables import api_keys
 
@@ -22,7 +23,7 @@ ROLES = ("user", "annotator", "admin")
 KEY_PREFIX = "llk_"
 
 
-class ApiKeyError(ValueError):
+class ApiKeyError(UserError, ValueError):
     """A bad role, an unknown key id: the caller's mistake."""
 
 

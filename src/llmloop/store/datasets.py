@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from llmloop.errors import NotFound, UserError
 from llmloop.store.db import Database, as_utc, utcnow
 from llmloop.store.records import DatasetVersion
 from llmloop.store.tables import dataset_versions, datasets
 
 
-class DatasetNotFound(LookupError):
+class DatasetNotFound(NotFound, LookupError):
     pass
+
+
+class DatasetRefused(UserError, ValueError):
+    """A dataset change the store refuses: rows of another kind under a name, a name already taken."""
 
 
 def _next_version(previous: str | None) -> str:
@@ -81,7 +86,7 @@ def add_version(
             parent = None
         else:
             if ds.kind != kind:
-                raise ValueError(
+                raise DatasetRefused(
                     f"dataset {name!r} holds {ds.kind} rows, not {kind}: "
                     f"import under another --name"
                 )
@@ -149,7 +154,7 @@ def rename_dataset(db: Database, old: str, new: str) -> None:
     with db.begin() as conn:
         ds_id = _dataset_id(conn, old)
         if conn.execute(sa.select(datasets.c.id).where(datasets.c.name == new)).first() is not None:
-            raise ValueError(f"cannot rename {old!r} to {new!r}: a dataset {new!r} exists; pick another name "
+            raise DatasetRefused(f"cannot rename {old!r} to {new!r}: a dataset {new!r} exists; pick another name "
                              f"or delete it first with `llmloop data delete {new}`")
         conn.execute(datasets.update().where(datasets.c.id == ds_id).values(name=new))
 

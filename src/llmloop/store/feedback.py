@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from llmloop.errors import UserError
 from llmloop.store.db import Database, as_utc, utcnow
 from llmloop.store.records import Battle, Completion, Thumb, VotedBattle
 from llmloop.store.tables import battles, completions, feedback_events, thumbs, votes
@@ -18,7 +19,7 @@ VOTE_CHOICES = ("a", "b", "tie", "both_bad")
 EVENT_KINDS = ("edit", "regenerate")
 
 
-class FeedbackError(ValueError):
+class FeedbackError(UserError, ValueError):
     """Feedback that points at nothing, or repeats a vote: the caller's mistake, a 4xx."""
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from llmloop.errors import UserError
 from llmloop.store.db import Database, utcnow
 from llmloop.store.feedback import EVENT_KINDS, VOTE_CHOICES
 from llmloop.store.tables import battles, completions, feedback_events, thumbs, votes
@@ -121,7 +122,7 @@ class OpError:
     message: str
 
 
-class UnitRejected(ValueError):
+class UnitRejected(UserError, ValueError):
     """A unit failed validation; nothing of it was stored."""
 
     def __init__(self, errors: list[OpError]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from llmloop.errors import UserError, NotFound
 from llmloop.store.db import Database, as_utc, utcnow
 from llmloop.store.records import Job
 from llmloop.store.tables import job_metrics, job_runs, jobs
@@ -21,7 +22,7 @@ from llmloop.store.tables import job_metrics, job_runs, jobs
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
-class JobNotFound(LookupError):
+class JobNotFound(NotFound, LookupError):
     pass
 
 
@@ -203,7 +204,7 @@ def cancel_requested(db: Database, job_id: str) -> bool:
     return bool(value)
 
 
-class JobNotResumable(ValueError):
+class JobNotResumable(UserError, ValueError):
     pass
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from llmloop.errors import Conflict, NotFound
 from llmloop.store.db import Database, as_utc, utcnow
 from llmloop.store.tables import (
     completions,
@@ -99,7 +100,7 @@ def _event(conn: sa.Connection, round_id: int | None, kind: str, message: str, e
     )).inserted_primary_key[0]
 
 
-class StaleState(RuntimeError):
+class StaleState(Conflict, RuntimeError):
     """The controller's state changed under a writer (an admin command or another controller)."""
 
 
@@ -276,11 +277,15 @@ def start_pipeline(db: Database, name: str, spec_hash: str, spec: dict[str, Any]
     return get_pipeline(db, rid)
 
 
+class PipelineRunNotFound(NotFound, LookupError):
+    """No pipeline run of that id."""
+
+
 def get_pipeline(db: Database, run_id: int) -> PipelineRun:
     with db.begin() as conn:
         r = conn.execute(sa.select(pipeline_runs).where(pipeline_runs.c.id == run_id)).first()
     if r is None:
-        raise LookupError(f"no pipeline run {run_id}; see `llmloop pipeline list`")
+        raise PipelineRunNotFound(f"no pipeline run {run_id}; see `llmloop pipeline list`")
     return _run(r)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from llmloop.errors import LlmloopError, NotFound, UserError
 from llmloop.store.db import Database, as_utc, utcnow
 from llmloop.store.records import ModelVersion
 from llmloop.store.tables import alias_events, aliases, model_exports, model_versions, version_lineage
@@ -33,8 +34,12 @@ class Lineage:
     report: dict[str, Any]
 
 
-class VersionNotFound(LookupError):
+class VersionNotFound(NotFound, LookupError):
     pass
+
+
+class RegistryError(UserError, ValueError):
+    """A registry change the store refuses: a name taken, a bad alias name, an alias still pointing."""
 
 
 def _record(row: sa.Row, names: tuple[str, ...]) -> ModelVersion:
@@ -97,15 +102,15 @@ def register(
 ) -> ModelVersion:
     """Insert an immutable version; with ``lineage`` its surgery recipe goes in the same transaction."""
     if kind not in ("completion", "chat"):
-        raise ValueError(f"model kind must be 'completion' or 'chat', got {kind!r}")
+        raise RegistryError(f"model kind must be 'completion' or 'chat', got {kind!r}")
     if stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        raise RegistryError(f"stage must be one of {STAGES}, got {stage!r}")
     with db.begin() as conn:
         exists = conn.execute(
             sa.select(model_versions.c.id).where(model_versions.c.name == name)
         ).first()
         if exists:
-            raise ValueError(f"model version {name!r} exists already; versions are immutable")
+            raise RegistryError(f"model version {name!r} exists already; versions are immutable")
         conn.execute(
             model_versions.insert().values(
                 name=name,
@@ -123,7 +128,7 @@ def register(
         )
         if lineage is not None:
             if lineage.version != name:
-                raise ValueError(f"lineage is for {lineage.version!r}, not {name!r}")
+                raise RegistryError(f"lineage is for {lineage.version!r}, not {name!r}")
             conn.execute(
                 version_lineage.insert().values(
                     version=name, operation=lineage.operation, parents=list(lineage.parents),
@@ -155,7 +160,7 @@ def list_versions(db: Database) -> list[ModelVersion]:
         return [_record(r, names.get(r.name, ())) for r in rows]
 
 
-class _AliasRace(Exception):
+class _AliasRace(LlmloopError):
     """The alias row appeared between our lock attempt and our read: start the move again."""
 
 
@@ -181,7 +186,7 @@ def set_alias(db: Database, alias: str, version: str, *, reason: str = "") -> No
     Concurrent moves of one alias serialise: each audit row's ``old_version`` is the previous row's
     ``new_version``. Two first-ever moves of a new alias race on its insert; the loser retries."""
     if not _ALIAS.match(alias):
-        raise ValueError(
+        raise RegistryError(
             f"alias {alias!r} is not a valid name: start with a letter, then letters, digits, '_', '.', '-' (≤60)"
         )
     for attempt in range(10):
@@ -200,7 +205,7 @@ def _move_alias(db: Database, alias: str, version: str, reason: str) -> None:
         if conn.execute(
             sa.select(model_versions.c.id).where(model_versions.c.name == alias)
         ).first() is not None:
-            raise ValueError(f"alias {alias!r} is the name of a model version; pick another alias name")
+            raise RegistryError(f"alias {alias!r} is the name of a model version; pick another alias name")
         if conn.execute(
             sa.select(model_versions.c.id).where(model_versions.c.name == version)
         ).first() is None:
@@ -252,7 +257,7 @@ def archive(db: Database, name: str, *, reason: str = "") -> ModelVersion:
             raise VersionNotFound(f"no model version {name!r}; see `llmloop models list`")
         held = list(conn.execute(sa.select(aliases.c.name).where(aliases.c.version == name)).scalars())
         if held:
-            raise ValueError(
+            raise RegistryError(
                 f"{name} is still the target of alias(es) {', '.join(sorted(held))}; point them elsewhere "
                 f"(`llmloop models alias NAME VERSION`) or remove them before archiving"
             )

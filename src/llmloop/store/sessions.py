@@ -12,11 +12,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from llmloop.errors import Forbidden
 from llmloop.store.db import Database, as_utc, utcnow
 from llmloop.store.tables import chat_sessions
 
 
-class SessionForbidden(PermissionError):
+class SessionForbidden(Forbidden, PermissionError):
     """The session id belongs to another user."""
 
 

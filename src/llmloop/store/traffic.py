@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from llmloop.errors import UserError
 from llmloop.store.db import Database, as_utc, utcnow
 from llmloop.store.tables import traffic_splits
 
@@ -27,14 +28,18 @@ class TrafficSplit:
     created_at: dt.datetime
 
 
+class SplitError(UserError, ValueError):
+    """Split weights the store refuses: none, negative, or all 0."""
+
+
 def _check(weights: dict[str, float]) -> dict[str, float]:
     if not weights:
-        raise ValueError("a traffic split needs at least one name, e.g. {'production': 1.0}")
+        raise SplitError("a traffic split needs at least one name, e.g. {'production': 1.0}")
     bad = {k: w for k, w in weights.items() if not isinstance(w, (int, float)) or w < 0}
     if bad:
-        raise ValueError(f"traffic split weights must be numbers >= 0, got {bad}")
+        raise SplitError(f"traffic split weights must be numbers >= 0, got {bad}")
     if sum(weights.values()) <= 0:
-        raise ValueError(f"traffic split weights must not all be 0, got {weights}")
+        raise SplitError(f"traffic split weights must not all be 0, got {weights}")
     return {str(k): float(v) for k, v in weights.items()}
 
 

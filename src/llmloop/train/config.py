@@ -19,6 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from llmloop.errors import UserError
+
 Stage = Literal["pt", "sft", "dpo", "orpo", "kto", "rm", "grpo", "ppo"]
 STAGES: tuple[str, ...] = ("pt", "sft", "dpo", "orpo", "kto", "rm", "grpo", "ppo")
 
@@ -53,11 +55,11 @@ DPOLoss = Literal[
 ]
 
 
-class TrainingInputError(ValueError):
+class TrainingInputError(UserError, ValueError):
     """The run cannot start because of what it was given (model, dataset, names): a user error."""
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot run; ``problems`` holds one line per problem."""
 
     def __init__(self, source: str, problems: list[str]) -> None:

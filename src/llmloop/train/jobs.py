@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llmloop.data.versions import read_rows, resolve
+from llmloop.errors import LlmloopError, UserError
 from llmloop.store import Database, registry
 from llmloop.store import jobs as store_jobs
 from llmloop.store.datasets import DatasetNotFound
@@ -68,13 +69,15 @@ class JobCancelled(KeyboardInterrupt):
         super().__init__(f"job {job_id} cancelled on request")
 
 
-class JobFailed(RuntimeError):
+class JobFailed(LlmloopError, RuntimeError):
     """A training job ended ``failed``; ``job`` is its final record, ``user_error`` whether the
     cause was the input (unknown dataset, wrong kind, bad model) rather than the training itself."""
 
     def __init__(self, job: Job, cause: BaseException) -> None:
         self.job = job
         self.user_error = isinstance(cause, (TrainingInputError, DatasetNotFound))
+        if self.user_error:  # the CLI exits 2, the API answers 400: the input is the user's to fix
+            self.exit_code, self.http_status, self.code = UserError.exit_code, UserError.http_status, UserError.code
         super().__init__(f"job {job.id} failed: {cause}")
 
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import httpx
 
+from llmloop.errors import LlmloopError
 
-class GatewayError(RuntimeError):
+
+class GatewayError(LlmloopError, RuntimeError):
     """The gateway refused or failed a call; the message is the gateway's own error text, ``code`` and
     ``status`` its error code and HTTP status (``ui/errors.py`` turns them into the page's words)."""
 
