@@ -18,11 +18,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from llmloop.errors import LlmloopError
 from llmloop.serve.process import GatewayProcess
 
 
-class InjectedFault(LlmloopError, RuntimeError):
+class InjectedFault(RuntimeError):
+    """The drill's stand-in for an engine that fails unexpectedly: deliberately not an ``LlmloopError``
+    (a plain gateway answers it as the bug it imitates, 500; this drill's app as an upstream's 502)."""
+
     def __init__(self, version: str) -> None:
         super().__init__(f"injected upstream failure for {version} (fault drill)")
         self.version = version
