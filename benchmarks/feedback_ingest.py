@@ -62,7 +62,7 @@ def _db(url: str | None, home: Path):  # noqa: ANN202
 
 def _seed(db, answers: int) -> tuple[list[str], str]:  # noqa: ANN001
     from llmloop.store import feedback
-    from llmloop.store.ingest import BattleOp, CompletionOp, ingest_now
+    from llmloop.store.ingest import CompletionOp, ingest_now
 
     rids = [f"chatcmpl-{i}" for i in range(answers)]
     ingest_now(db, [[CompletionOp(r, "seed", "v1.0", MSG, "answer") for r in rids]])
@@ -194,7 +194,7 @@ def bench(url: str | None, events: int, producers: int, baseline_events: int, ra
             print(f"\nevents offered at {rate:.0f}/s (open loop; latency from each event's scheduled time)")
             for r in offered:
                 print(f"{r['label']:28} {r['events']:>7} {r['per_s']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
-            print(f"goal: >= 10,000 events/s with p99 <= 10 ms (SQLite)")
+            print("goal: >= 10,000 events/s with p99 <= 10 ms (SQLite)")
         print(f"commits {writer.stats['commits']} for {writer.stats['units']} events in all; acknowledged but "
               f"missing: {len(lost)}")
         db.dispose()

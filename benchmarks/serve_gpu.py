@@ -36,7 +36,6 @@ import gc
 import json
 import math
 import random
-import statistics
 import sys
 import tempfile
 import threading

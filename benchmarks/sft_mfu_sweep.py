@@ -11,7 +11,7 @@ GPU spent running kernels (CUPTI trace of two steps, union of kernel intervals: 
 the host, not the GPU, sets the pace) and the trace's top kernels by time (where the rest goes).
 
 Switches: ``batch`` (packed rows of max_length per step), ``cast`` (PEFT's fp32 cast of every LoRA
-layer's input, on in PEFT and by default in llmloop: ``speed.lora_input_cast``).
+layer's input, on in PEFT, off by default in llmloop since issue 16: ``speed.lora_input_cast``).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def run_variant(name: str, opts: dict, model_dir: Path, rows: list[dict], cfg, p
               "tokens_per_s": round(tokens / seconds), "step_s": round(seconds / steps, 4),
               "mfu_lora": round(per_token * tokens / seconds / peak, 4), "gpu_busy": round(busy, 3),
               "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1), "top_kernels": kernels}
-    del trainer, prof
+    del trainer  # the trace goes with this frame
     gc.collect()
     torch.cuda.empty_cache()
     return result

@@ -39,7 +39,6 @@ convention. Recomputation by gradient checkpointing is not counted (model FLOPs,
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import math
 import os
@@ -48,7 +47,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

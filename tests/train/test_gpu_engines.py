@@ -63,23 +63,28 @@ def test_deepspeed_zero_job_through_accelerate_launch(db, datasets, tiny_model_d
     assert done.result["model_version"] == "v1.0"
 
 
-def test_lora_input_cast_default_keeps_gradients_close_to_fp32(tiny_model_dir, monkeypatch):
-    """PEFT casts each LoRA input to fp32 and autocast casts it back for the matmul. With the cast (the
-    default) the adapter gradients stay within bf16 rounding of an fp32 run (fp32 weights, no
-    autocast); without it the forward pass is bit for bit the same, and the gradient error is
-    printed (measured larger on an H200: docs/benchmarks.md, why it is not the default)."""
+def test_lora_input_cast_changes_no_gradient_on_cuda(tiny_model_dir, monkeypatch):
+    """PEFT casts each LoRA input to fp32 and autocast casts it back for the matmul. With LoRA dropout 0
+    the loss and the adapter gradients of one step are bit for bit the same with and without the cast
+    (off is the default), and both within bf16 rounding of an fp32 run. (With dropout on, CUDA draws
+    another mask for a bf16 input than for an fp32 one: a different dropout sample, which is what the
+    27% gradient difference in NOTES, session 4, measured.)"""
     from llmloop.train import common
     from llmloop.train.common import StartingModel, load_policy
     from llmloop.train.config import SFTConfig
     from llmloop.train.speed import plan
 
     def loss_and_grads(cast: bool, fp32: bool = False):  # noqa: ANN202
-        config = SFTConfig(model=str(tiny_model_dir), dataset="x", speed={"lora_input_cast": cast,
-                                                                          "attention": "eager", "padding_free": False})
+        config = SFTConfig(model=str(tiny_model_dir), dataset="x", lora={"dropout": 0.0},
+                           speed={"lora_input_cast": cast, "attention": "eager", "padding_free": False})
         speed = plan(config.speed, "sft")
         assert speed.lora_input_cast is cast
         monkeypatch.setattr(common, "_dtype", lambda config: torch.float32 if fp32 else torch.bfloat16)
         model = load_policy(StartingModel(str(tiny_model_dir), str(tiny_model_dir)), config, speed).cuda()
+        model.train()
+        for name, p in model.named_parameters():  # lora_B starts at zero: give lora_A a gradient too
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(len(name)))
         ids = torch.arange(3, 67, device="cuda").unsqueeze(0)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=not fp32):
             loss = model(input_ids=ids, labels=ids).loss
@@ -90,15 +95,12 @@ def test_lora_input_cast_default_keeps_gradients_close_to_fp32(tiny_model_dir, m
 
     loss_on, on = loss_and_grads(True)
     loss_off, off = loss_and_grads(False)
-    _, ref = loss_and_grads(True, fp32=True)
+    _, ref = loss_and_grads(False, fp32=True)
     assert loss_on == loss_off
-    assert on.keys() == off.keys() == ref.keys()
-    learned = [k for k in ref if ref[k].norm() > 0]  # lora_A gets no gradient while lora_B is still zero
-    assert learned
+    assert on.keys() == off.keys() == ref.keys() and any("lora_A" in k for k in on)
+    assert all(torch.equal(on[k], off[k]) for k in on), [k for k in on if not torch.equal(on[k], off[k])]
+    assert plan(SFTConfig(model="m", dataset="x").speed, "sft").lora_input_cast is False
 
-    def error(grads: dict) -> float:  # mean relative distance to the fp32 gradients
-        return sum(((grads[k] - ref[k]).norm() / ref[k].norm()).item() for k in learned) / len(learned)
-
-    print(f"relative gradient error vs fp32: with the cast {error(on):.2e}, without {error(off):.2e}")
-    assert plan(SFTConfig(model="m", dataset="x").speed, "sft").lora_input_cast is True
-    assert error(on) < 0.05
+    error = sum(((off[k] - ref[k]).norm() / ref[k].norm()).item() for k in ref) / len(ref)
+    print(f"mean relative gradient error vs fp32, cast on or off: {error:.2e}")
+    assert error < 0.05

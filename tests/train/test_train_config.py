@@ -118,24 +118,70 @@ def test_several_gpus_launch_through_accelerate(tmp_path: Path):
     assert one[5:7] == ["--config_file", str(CONFIG_DIR / "accelerate" / "zero3.yaml")]
 
 
-def test_lora_input_cast_is_on_unless_turned_off_and_applied_to_every_lora_layer(tiny_model_dir):
-    """PEFT's fp32 cast of LoRA inputs: on unless a config turns it off (the GPU test measures what
-    turning it off does to the gradients), and applied to every LoRA layer either way."""
+def test_lora_input_cast_is_off_unless_turned_on_and_applied_to_every_lora_layer(tiny_model_dir):
+    """PEFT's fp32 cast of LoRA inputs: off unless a config turns it on (on by default only for GRPO,
+    whose completions TRL generates outside autocast), and applied to every LoRA layer either way."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     from llmloop.train.common import StartingModel, load_policy
-    from llmloop.train.config import SFTConfig, SpeedSettings
+    from llmloop.train.config import SFTConfig, SpeedSettings, TrainingInputError
     from llmloop.train.speed import plan
 
-    assert plan(SpeedSettings(), "sft", cuda=False).lora_input_cast is True
-    assert plan(SpeedSettings(), "sft", cuda=True).lora_input_cast is True
-    assert plan(SpeedSettings(lora_input_cast=False), "dpo", cuda=True).lora_input_cast is False
+    assert plan(SpeedSettings(), "sft", cuda=False).lora_input_cast is False
+    assert plan(SpeedSettings(), "sft", cuda=True).lora_input_cast is False
+    assert plan(SpeedSettings(), "dpo", cuda=True).lora_input_cast is False
+    assert plan(SpeedSettings(lora_input_cast=True), "dpo", cuda=True).lora_input_cast is True
+    assert plan(SpeedSettings(), "grpo", cuda=True).lora_input_cast is True
+    with pytest.raises(TrainingInputError, match="lora_input_cast"):
+        plan(SpeedSettings(lora_input_cast=False), "grpo", cuda=True)
     start = StartingModel(str(tiny_model_dir), str(tiny_model_dir))
     for cast in (True, False):
         config = SFTConfig(model=str(tiny_model_dir), dataset="x", speed={"lora_input_cast": cast})
         model = load_policy(start, config, plan(config.speed, "sft", cuda=False))
         layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
         assert layers and {m.cast_input_dtype_enabled for m in layers} == {cast}
+
+
+def test_lora_input_cast_changes_no_gradient_under_bf16_autocast(tiny_model_dir, monkeypatch):
+    """A bf16 base with fp32 adapters under bf16 autocast (the GPU recipe, here on the CPU): with LoRA
+    dropout 0, the loss and every adapter gradient are bit for bit the same with and without PEFT's
+    input cast, which only copies the input to fp32 before autocast copies it back."""
+    import torch
+
+    from llmloop.train import common
+    from llmloop.train.common import StartingModel, load_policy
+    from llmloop.train.config import SFTConfig
+    from llmloop.train.speed import plan
+
+    monkeypatch.setattr(common, "_dtype", lambda config: torch.bfloat16)
+    start = StartingModel(str(tiny_model_dir), str(tiny_model_dir))
+
+    def loss_and_grads(cast: bool):
+        config = SFTConfig(model=str(tiny_model_dir), dataset="x", lora={"dropout": 0.0},
+                           speed={"lora_input_cast": cast})
+        model = load_policy(start, config, plan(config.speed, "sft", cuda=False))
+        model.train()
+        for name, p in model.named_parameters():  # lora_B starts at zero: give lora_A a gradient too
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(len(name)))
+        seen = set()  # the dtypes entering the adapters' A matrices: fp32 only with the cast
+        for name, module in model.named_modules():
+            if name.endswith("lora_A.default"):
+                module.register_forward_pre_hook(lambda m, args: seen.add(args[0].dtype))
+        ids = torch.arange(3, 67).unsqueeze(0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        assert seen == {torch.float32 if cast else torch.bfloat16}
+        assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {torch.float32}
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss_on, on = loss_and_grads(True)
+    loss_off, off = loss_and_grads(False)
+    assert loss_on == loss_off
+    assert on.keys() == off.keys() and any("lora_A" in k for k in on)
+    assert all(on[k].norm() > 0 for k in on)
+    assert all(torch.equal(on[k], off[k]) for k in on), [k for k in on if not torch.equal(on[k], off[k])]
 
 
 def test_cpu_fused_lm_head_scores_only_labelled_positions(tiny_model_dir, monkeypatch):

@@ -120,10 +120,11 @@ class SpeedSettings(BaseModel):
     )
     lora_input_cast: bool | None = Field(
         None,
-        description="PEFT's cast of every LoRA layer's input to the adapter's dtype (fp32). false skips two "
-        "activation copies per LoRA layer under GPU autocast (~12% more tokens/s on an H200) with the same "
-        "forward pass, but adapter gradients measured further from fp32 (docs/benchmarks.md); null = on "
-        "(PEFT's default)",
+        description="PEFT's cast of every LoRA layer's input to the adapter's dtype (fp32). Under GPU autocast it "
+        "only adds two activation copies per LoRA layer (the matmul casts back to bf16): the same forward pass "
+        "and, at lora.dropout 0, bit-identical adapter gradients, at less speed (docs/benchmarks.md); null = off, "
+        "except for grpo (TRL generates outside autocast, where the uncast input is a dtype error); true = PEFT's "
+        "default cast",
     )
 
 

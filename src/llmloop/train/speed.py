@@ -49,16 +49,21 @@ class SpeedPlan:
     liger_kernel: bool
     auto_find_batch_size: bool
     group_by_length: bool = False
-    lora_input_cast: bool = True
+    lora_input_cast: bool = False
 
     def apply_to_adapter(self, model) -> None:  # noqa: ANN001
-        """Turn off PEFT's fp32 cast of LoRA inputs when the plan says so (``speed.lora_input_cast``).
+        """Turn off PEFT's fp32 cast of LoRA inputs unless the plan keeps it (``speed.lora_input_cast``).
 
-        Under autocast the LoRA matmul casts the input back to bf16, so the cast costs two
-        activation-sized copies per LoRA layer and pass (22-24% of a LoRA step's GPU time, H100
-        profile) and leaves the forward pass bit for bit the same; but on an H200 the adapter
-        gradients without it were measured further from an fp32 run (docs/benchmarks.md, session 4),
-        so it stays on unless a config turns it off.
+        PEFT keeps the adapter weights in fp32 over a bf16 base and casts every LoRA layer's input to
+        fp32; under autocast the LoRA matmul casts it back to bf16. The cast therefore costs two
+        activation-sized copies per LoRA layer and pass (22-24% of a LoRA step's GPU time in an H100
+        profile) and changes no number: the forward pass is bit for bit the same, and with LoRA dropout 0
+        (or the same dropout mask) the adapter gradients are too (``tests/train/test_train_config.py``
+        on the CPU, ``tests/train/test_gpu_engines.py`` on CUDA). With dropout on, CUDA draws a different
+        mask for a bf16 input than for an fp32 one, so the two runs take different (equally valid) dropout
+        samples; that, not precision, was the 27% gradient difference once recorded (NOTES, session 4).
+        So the cast is off unless a config turns it on, except for GRPO: TRL generates its completions
+        outside autocast, where a bf16 input into the fp32 LoRA weights is a dtype error without the cast.
         """
         if self.lora_input_cast:
             return
@@ -179,14 +184,19 @@ def plan(settings: SpeedSettings, stage: str, cuda: bool | None = None) -> Speed
                         "order (TRL requires the sequential sampler); set it to false")
     if grouped is None:  # padding-free batches have no padding to save
         grouped = cuda and stage in PADDED_STAGES and not padding_free
+    cast = settings.lora_input_cast
+    if cast is False and stage == "grpo" and cuda:
+        problems.append("speed.lora_input_cast=false: GRPO generates its completions outside autocast, where the bf16 "
+                        "activations cannot enter the fp32 LoRA weights uncast; leave speed.lora_input_cast out")
+    if cast is None:  # off: under autocast the cast only copies (SpeedPlan.apply_to_adapter); GRPO needs it
+        cast = stage == "grpo"
     if problems:
         from llmloop.train.config import TrainingInputError
 
         raise TrainingInputError("; ".join(problems))
     return SpeedPlan(attention=attention, padding_free=bool(padding_free), liger_kernel=bool(liger),
                      auto_find_batch_size=bool(auto_bs), group_by_length=bool(grouped),
-                     # null = PEFT's default (on): off is faster but measured less precise (docs/benchmarks.md)
-                     lora_input_cast=settings.lora_input_cast is not False)
+                     lora_input_cast=bool(cast))
 
 
 def score_labelled_positions_only_on_cpu() -> None:
