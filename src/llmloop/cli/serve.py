@@ -3,9 +3,12 @@ API keys. Thin: flags → ``ServeConfig`` → one library call → render."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from pydantic import ValidationError
 
+from llmloop.cli.config_flags import with_config_flags
 from llmloop.serve.config import ServeConfig
 
 app = typer.Typer(
@@ -15,68 +18,24 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys (roles user | annotator | admin), stored hashed.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-_D = ServeConfig.model_fields
-
-
-def _help(name: str) -> str:
-    return _D[name].description or ""
+ENV_PREFIX = "LLMLOOP_SERVE_"
 
 
 @app.callback(invoke_without_command=True)
-def serve(
-    ctx: typer.Context,
-    host: str = typer.Option("127.0.0.1", help=_help("host")),
-    port: int = typer.Option(8000, help=_help("port")),
-    split: str = typer.Option("production=100", help=_help("split") + ", e.g. production=90,candidate=10"),
-    engine: str = typer.Option("embedded", help=_help("engine")),
-    device: str | None = typer.Option(None, help=_help("device")),
-    threads: int | None = typer.Option(None, min=1, help=_help("threads")),
-    base_model: str | None = typer.Option(None, help=_help("base_model")),
-    served_model_name: str = typer.Option("base", help=_help("served_model_name")),
-    upstream_url: str | None = typer.Option(None, help=_help("upstream_url")),
-    upstream_api_key: str | None = typer.Option(None, envvar="LLMLOOP_UPSTREAM_API_KEY", help=_help("upstream_api_key")),
-    upstream_model: str | None = typer.Option(None, help=_help("upstream_model")),
-    vllm_command: str | None = typer.Option(None, help=_help("vllm_command")),
-    vllm_model: str | None = typer.Option(None, help=_help("vllm_model")),
-    vllm_port: int = typer.Option(0, help=_help("vllm_port")),
-    max_lora_rank: int = typer.Option(64, help=_help("max_lora_rank")),
-    max_loras: int = typer.Option(4, help=_help("max_loras")),
-    require_keys: bool = typer.Option(False, "--require-keys", help=_help("require_keys")),
-    rate_limit: int | None = typer.Option(None, help=_help("rate_limit_per_minute")),
-    max_tokens_limit: int = typer.Option(4096, help=_help("max_tokens_limit")),
-    max_prompt_tokens: int = typer.Option(8192, help=_help("max_prompt_tokens")),
-    max_body_bytes: int = typer.Option(1_000_000, help=_help("max_body_bytes")),
-    cors_origin: list[str] = typer.Option([], help=_help("cors_origins") + " (repeat the flag)"),
-    session_max_tokens: int = typer.Option(2048, help=_help("session_max_tokens")),
-    session_ttl: float = typer.Option(3600, help=_help("session_ttl_seconds")),
-    record_answers: str = typer.Option("sync", help=_help("record_answers")),
-    registry_cache_seconds: float = typer.Option(1.0, help=_help("registry_cache_seconds")),
-    ui: bool = typer.Option(False, "--ui", help=_help("ui")),
-    ui_api_key: str | None = typer.Option(None, envvar="LLMLOOP_API_KEY", help=_help("ui_api_key") + "; env LLMLOOP_API_KEY"),
-    ui_language: str = typer.Option("en", help=_help("ui_language") + ": en | zh"),
-    log_level: str = typer.Option("info", help=_help("log_level")),
-    json_logs: bool = typer.Option(False, "--json-logs", help=_help("json_logs")),
-) -> None:
-    """Start the gateway on HOST:PORT against the workspace ($LLMLOOP_HOME) database."""
+@with_config_flags(ServeConfig, envvar_prefix=ENV_PREFIX)
+def serve(ctx: typer.Context, **values: Any) -> None:
+    """Start the gateway on HOST:PORT against the workspace ($LLMLOOP_HOME) database.
+
+    Every option is a field of ``ServeConfig`` (``serve/config.py``), also read from the env var
+    LLMLOOP_SERVE_<FIELD> (e.g. LLMLOOP_SERVE_PORT=8001)."""
     if ctx.invoked_subcommand is not None:
         return
     from llmloop.serve.routing import RoutingConfig, SplitError
 
     try:
-        RoutingConfig.from_split(split)
+        RoutingConfig.from_split(values["split"])
     except SplitError as e:
         raise typer.BadParameter(str(e)) from None
-    values = dict(host=host, port=port, split=split, engine=engine, device=device, threads=threads,
-                  base_model=base_model, served_model_name=served_model_name, upstream_url=upstream_url,
-                  upstream_api_key=upstream_api_key, upstream_model=upstream_model, vllm_model=vllm_model,
-                  vllm_port=vllm_port, max_lora_rank=max_lora_rank, max_loras=max_loras, require_keys=require_keys,
-                  rate_limit_per_minute=rate_limit, max_tokens_limit=max_tokens_limit,
-                  max_prompt_tokens=max_prompt_tokens, max_body_bytes=max_body_bytes, cors_origins=cors_origin,
-                  session_max_tokens=session_max_tokens, session_ttl_seconds=session_ttl, log_level=log_level,
-                  record_answers=record_answers, registry_cache_seconds=registry_cache_seconds,
-                  ui=ui, ui_api_key=ui_api_key, ui_language=ui_language, json_logs=json_logs)
-    if vllm_command is not None:
-        values["vllm_command"] = vllm_command
     try:
         config = ServeConfig(**values)
     except ValidationError as e:
