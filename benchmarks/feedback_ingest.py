@@ -12,8 +12,9 @@ most the writer sustains — but its mean latency is producers / throughput by L
 10,000/s is 12.8 ms), so the latency goal is measured open loop: events offered at ``--rate``
 (10,000/s) whatever the acknowledgements do, latency counted from each event's scheduled time.
 
-Baseline: ``store.feedback.record_thumb`` / ``record_vote`` — a transaction (and an fsync) per event,
-run on a pool of 16 store threads, as a gateway without group commit would (``ThreadLanes.store``).
+Baseline: ``store.ingest.ingest_now`` with one event per call — the same validation and insert, but a
+transaction (and an fsync) per event, run on a pool of 16 store threads, as a gateway without group
+commit would (``ThreadLanes.store``).
 llmloop: ``store.ingest.GroupCommitWriter`` — one writer thread commits whatever is queued as one
 transaction (validation with one query per table, multi-row inserts), then acknowledges every event
 in it — awaited two ways: ``asyncio.wrap_future(writer.submit(ops))`` (what ``FeedbackService._write``
@@ -61,13 +62,11 @@ def _db(url: str | None, home: Path):  # noqa: ANN202
 
 
 def _seed(db, answers: int) -> tuple[list[str], str]:  # noqa: ANN001
-    from llmloop.store import feedback
-    from llmloop.store.ingest import CompletionOp, ingest_now
+    from llmloop.store.ingest import BattleOp, CompletionOp, ingest_now
 
     rids = [f"chatcmpl-{i}" for i in range(answers)]
-    ingest_now(db, [[CompletionOp(r, "seed", "v1.0", MSG, "answer") for r in rids]])
-    feedback.record_battle(db, battle_id="battle-0", user_id="seed", messages=MSG,
-                           answers=[("ra", "v1.0", "x"), ("rb", "v1.1", "y")])
+    ingest_now(db, [[CompletionOp(r, "seed", "v1.0", MSG, "answer") for r in rids],
+                    [BattleOp("battle-0", "seed", MSG, (("ra", "v1.0", "x"), ("rb", "v1.1", "y")))]])
     return rids, "battle-0"
 
 
@@ -125,7 +124,13 @@ def _run_at_rate(label: str, submit, events: int, rate: float) -> dict:  # noqa:
 
 def bench(url: str | None, events: int, producers: int, baseline_events: int, rate: float = 0) -> None:
     from llmloop.store import feedback
-    from llmloop.store.ingest import GroupCommitWriter, ThumbOp, VoteOp
+    from llmloop.store.ingest import (
+        GroupCommitWriter,
+        ThumbOp,
+        UnitRejected,
+        VoteOp,
+        ingest_now,
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         db = _db(url, Path(tmp))
@@ -137,9 +142,11 @@ def bench(url: str | None, events: int, producers: int, baseline_events: int, ra
         store_lane = ThreadPoolExecutor(16)
 
         def per_event_blocking(i: int) -> tuple[str, int]:
-            if i % 2:
-                return "vote", feedback.record_vote(db, battle_id=battle, user_id=f"base-{i}", choice="a")
-            return "thumb", feedback.record_thumb(db, request_id=rids[i % len(rids)], user_id=f"base-{i}", rating=1)
+            kind, ops = op(i, "base")
+            (result,) = ingest_now(db, [ops])  # its own transaction
+            if isinstance(result, UnitRejected):
+                raise result
+            return kind, result[0].id
 
         async def per_event(i: int) -> tuple[str, int]:
             return await asyncio.get_running_loop().run_in_executor(store_lane, per_event_blocking, i)

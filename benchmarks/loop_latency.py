@@ -8,7 +8,8 @@ What is timed (one run of the real controller, ``llmloop.loop.controller``, on a
 trigger check + claims (``collect``), dataset version (``dataset``), DPO on a LoRA adapter from
 production (``train``), win rate vs production on held-out prompts (``evaluate``), and the move to
 canary stage 1 (``canary``: split written). Votes are synthetic (distinct prompts, a helpful and a
-curt answer) and written straight to the store; the gateway is not involved before the canary.
+curt answer) and written through the gateway's write path (``store.ingest``, one commit for all of
+them); the gateway itself is not involved before the canary.
 
 The comparison printed is the loop against the bare training job it wraps, measured in the same
 run: ``loop overhead = total − train`` and ``total / train`` (how much the loop adds to DPO alone).
@@ -51,7 +52,8 @@ def main() -> None:
     from llmloop.loop.controller import Controller
     from llmloop.loop.policy import LoopPolicy
     from llmloop.models.tiny import TinyModelConfig, build_tiny_model
-    from llmloop.store import feedback, loop_events, open_database, registry
+    from llmloop.store import loop_events, open_database, registry
+    from llmloop.store.ingest import BattleOp, VoteOp, ingest_now
 
     shape = {} if a.arch == "tiny" else dict(vocab_size=32000, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                                              num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=2048)
@@ -65,11 +67,14 @@ def main() -> None:
 
     helpful = "You can follow it under My Orders. Is there anything else I can help you with?"
     curt = "Check My Orders."
+    feedback = []
     for i in range(a.pairs):
         msgs = [{"role": "user", "content": f"Where is my order number {i}?"}]
-        feedback.record_battle(db, battle_id=f"b{i}", user_id=f"u{i % 50}", messages=msgs,
-                               answers=[(f"r{i}a", "v1.0", helpful + f" (#{i})"), (f"r{i}b", "v1.0", curt)])
-        feedback.record_vote(db, battle_id=f"b{i}", user_id=f"u{i % 50}", choice="a")
+        feedback += [BattleOp(f"b{i}", f"u{i % 50}", msgs, ((f"r{i}a", "v1.0", helpful + f" (#{i})"), (f"r{i}b", "v1.0", curt))),
+                     VoteOp(f"b{i}", f"u{i % 50}", "a")]
+    (stored,) = ingest_now(db, [feedback])
+    if isinstance(stored, Exception):
+        sys.exit(f"the synthetic votes were refused: {stored}")
     prompts = home / "heldout.jsonl"
     prompts.write_text("\n".join(json.dumps({"prompt": f"Has my parcel {i} left the warehouse?"}) for i in range(a.gate_prompts)))
 

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import feedback_seed as seed
 import pytest
 from typer.testing import CliRunner
 
@@ -16,7 +17,7 @@ from llmloop.cli.main import app
 from llmloop.data.generate import GenerateConfig, partial_path
 from llmloop.data.versions import read_rows, resolve
 from llmloop.serve.process import GatewayProcess
-from llmloop.store import feedback, open_database, registry
+from llmloop.store import open_database, registry
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
@@ -75,8 +76,8 @@ def test_generate_and_judge_through_the_gateway(llmloop_home: Path, tmp_path: Pa
 
         # 3. the gateway as an AI judge: the tiny model cannot answer in JSON, so every pair fails and
         #    is dropped (reported), never guessed
-        feedback.record_battle(db, battle_id="b1", user_id="u", messages=[{"role": "user", "content": "Hi?"}],
-                               answers=[("b1-a", "v1.0", "Hello there."), ("b1-b", "v1.0", "Go away.")])
+        seed.battle(db, battle_id="b1", user_id="u", messages=[{"role": "user", "content": "Hi?"}],
+                    answers=[("b1-a", "v1.0", "Hello there."), ("b1-b", "v1.0", "Go away.")])
         r = runner.invoke(app, ["data", "build-preferences", "--from", "judge", "--name", "judged",
                                 "--judge", f"openai:production@{base}"])
         assert r.exit_code == 0, r.output

@@ -1,7 +1,8 @@
-"""D4–D6: preference builders over feedback stored by the gateway's store functions."""
+"""D4–D6: preference builders over feedback stored through the gateway's write path (``store.ingest``)."""
 
 from __future__ import annotations
 
+import feedback_seed as seed
 import pytest
 from judge_server import serving
 from typer.testing import CliRunner
@@ -10,7 +11,7 @@ from llmloop.cli.main import app
 from llmloop.data.preferences import BuildPreferencesConfig, build_preferences
 from llmloop.data.rows import DataError
 from llmloop.data.versions import read_rows
-from llmloop.store import feedback, feedback_queries
+from llmloop.store import feedback_queries
 from llmloop.store.ingest import EventOp, ingest_now
 
 runner = CliRunner()
@@ -18,23 +19,23 @@ Q = [{"role": "user", "content": "Where is my order?"}]
 
 
 def _answer(db, rid: str, output: str, version: str = "v1.0", user: str = "u1") -> str:
-    feedback.record_completion(db, request_id=rid, user_id=user, version=version, messages=Q, output=output)
+    seed.completion(db, request_id=rid, user_id=user, version=version, messages=Q, output=output)
     return rid
 
 
 def _battle(db, bid: str, a: str, b: str) -> str:
-    feedback.record_battle(db, battle_id=bid, user_id="u1", messages=Q,
-                           answers=[(f"{bid}-a", "v1.0", a), (f"{bid}-b", "v1.1", b)])
+    seed.battle(db, battle_id=bid, user_id="u1", messages=Q,
+                answers=[(f"{bid}-a", "v1.0", a), (f"{bid}-b", "v1.1", b)])
     return bid
 
 
 def test_thumbs_become_kto_rows_with_provenance(db):
     _answer(db, "r1", "It ships tomorrow.")
     _answer(db, "r2", "No idea.", version="v1.1")
-    t1 = feedback.record_thumb(db, request_id="r1", user_id="alice", rating=1, comment="clear")
-    feedback.record_thumb(db, request_id="r2", user_id="bob", rating=-1)
-    feedback.record_thumb(db, request_id="r2", user_id="bob", rating=1)  # bob changed his mind: last counts
-    feedback.record_thumb(db, request_id="r2", user_id="carol", rating=-1)
+    t1 = seed.thumb(db, request_id="r1", user_id="alice", rating=1, comment="clear")
+    seed.thumb(db, request_id="r2", user_id="bob", rating=-1)
+    seed.thumb(db, request_id="r2", user_id="bob", rating=1)  # bob changed his mind: last counts
+    seed.thumb(db, request_id="r2", user_id="carol", rating=-1)
     r = build_preferences(db, BuildPreferencesConfig(source="thumbs", name="kto-fb"))
     rows = read_rows(r.version)
     assert r.kind == "kto" and r.version.kind == "kto" and r.considered == 4 and r.last_id == 4
@@ -52,11 +53,11 @@ def test_corrections_and_edits_become_pairs(db):
     _answer(db, "r1", "No idea.")
     _answer(db, "r2", "Maybe.")
     _answer(db, "r3", "Fine answer.")
-    tid = feedback.record_thumb(db, request_id="r1", user_id="alice", rating=-1, comment="useless",
-                                correction="Orders ship within 2 days; track them under My orders.")
-    feedback.record_thumb(db, request_id="r2", user_id="bob", rating=-1)  # no correction: not a pair
-    feedback.record_thumb(db, request_id="r3", user_id="bob", rating=1, correction="ignored: thumbs up")
-    feedback.record_thumb(db, request_id="r2", user_id="eve", rating=-1, correction="Maybe.")  # same as answer
+    tid = seed.thumb(db, request_id="r1", user_id="alice", rating=-1, comment="useless",
+                     correction="Orders ship within 2 days; track them under My orders.")
+    seed.thumb(db, request_id="r2", user_id="bob", rating=-1)  # no correction: not a pair
+    seed.thumb(db, request_id="r3", user_id="bob", rating=1, correction="ignored: thumbs up")
+    seed.thumb(db, request_id="r2", user_id="eve", rating=-1, correction="Maybe.")  # same as answer
     ingest_now(db, [[EventOp(kind="edit", request_id="r2", user_id="carol", payload={"text": "It ships today."})]])
     r = build_preferences(db, BuildPreferencesConfig(source="corrections", name="fixes", note="week 1"))
     rows = read_rows(r.version)
@@ -71,8 +72,8 @@ def test_corrections_and_edits_become_pairs(db):
 def test_votes_through_the_builder(db):
     _battle(db, "b1", "Short.", "A longer and better answer.")
     _battle(db, "b2", "Same", "Same")
-    feedback.record_vote(db, battle_id="b1", user_id="u2", choice="b")
-    feedback.record_vote(db, battle_id="b2", user_id="u2", choice="a")  # identical answers: dropped
+    seed.vote(db, battle_id="b1", user_id="u2", choice="b")
+    seed.vote(db, battle_id="b2", user_id="u2", choice="a")  # identical answers: dropped
     r = build_preferences(db, BuildPreferencesConfig(source="votes", name="arena"))
     (row,) = read_rows(r.version)
     assert row["chosen"][0]["content"] == "A longer and better answer." and row["provenance"]["versions"] == ["v1.0", "v1.1"]
@@ -84,7 +85,7 @@ def test_ai_judge_labels_unvoted_pairs_both_orders(db):
     _battle(db, "b2", "The much longer answer of the two.", "Tiny.")
     _battle(db, "b3", "Same length A", "Same length B")  # tie: dropped
     _battle(db, "voted", "x", "yy")
-    feedback.record_vote(db, battle_id="voted", user_id="u9", choice="a")  # voted: not the judge's job
+    seed.vote(db, battle_id="voted", user_id="u9", choice="a")  # voted: not the judge's job
     assert [b.battle_id for b in feedback_queries.unvoted_battles(db)] == ["b1", "b2", "b3"]
     with serving("longer") as url:
         r = runner.invoke(app, ["data", "build-preferences", "--from", "judge", "--name", "judged",
@@ -119,9 +120,9 @@ def test_bad_requests_are_clear(db):
     r = runner.invoke(app, ["data", "build-preferences", "--from", "votes", "--name", "../etc"])
     assert r.exit_code == 2 and "not allowed" in r.output
     _answer(db, "r1", "x")
-    feedback.record_thumb(db, request_id="r1", user_id="a", rating=1)
+    seed.thumb(db, request_id="r1", user_id="a", rating=1)
     build_preferences(db, BuildPreferencesConfig(source="thumbs", name="mixed"))
     _battle(db, "b1", "one", "two")
-    feedback.record_vote(db, battle_id="b1", user_id="u", choice="a")
+    seed.vote(db, battle_id="b1", user_id="u", choice="a")
     with pytest.raises(DataError, match="holds kto rows"):
         build_preferences(db, BuildPreferencesConfig(source="votes", name="mixed"))

@@ -48,15 +48,15 @@ def test_detects_a_real_difference():
 
 
 def test_report_from_the_store(db):
-    from llmloop.store import feedback
+    import feedback_seed as seed
 
     msgs = [{"role": "user", "content": "hi"}]
     for i in range(40):
-        feedback.record_battle(db, battle_id=f"b{i}", user_id=f"u{i}", messages=msgs,
-                               answers=[(f"a{i}", "v1.1", "good"), (f"b{i}", "v1.0", "meh")])
-        feedback.record_vote(db, battle_id=f"b{i}", user_id=f"u{i}", choice="a" if i % 10 else "tie")
-        feedback.record_thumb(db, request_id=f"a{i}", user_id=f"u{i}", rating=1)
-        feedback.record_thumb(db, request_id=f"b{i}", user_id=f"u{i}", rating=1 if i % 3 == 0 else -1)
+        seed.battle(db, battle_id=f"b{i}", user_id=f"u{i}", messages=msgs,
+                    answers=[(f"a{i}", "v1.1", "good"), (f"b{i}", "v1.0", "meh")])
+        seed.vote(db, battle_id=f"b{i}", user_id=f"u{i}", choice="a" if i % 10 else "tie")
+        seed.thumb(db, request_id=f"a{i}", user_id=f"u{i}", rating=1)
+        seed.thumb(db, request_id=f"b{i}", user_id=f"u{i}", rating=1 if i % 3 == 0 else -1)
     r = ab_report(db, "v1.1", "v1.0")
     by = {s.version: s for s in r.versions}
     assert (by["v1.1"].thumbs_up, by["v1.1"].up_ratio) == (40, 1.0)

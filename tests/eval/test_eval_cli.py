@@ -11,14 +11,14 @@ runner = CliRunner()
 def test_eval_leaderboard_from_votes_and_a_saved_report(db, tmp_path):
     from dataclasses import asdict
 
-    from llmloop.store import feedback
+    import feedback_seed as seed
 
     r = runner.invoke(app, ["eval", "leaderboard"])
     assert r.exit_code == 2 and "at least one battle" in r.output
     for i in range(6):
-        feedback.record_battle(db, battle_id=f"b{i}", user_id="u", messages=[{"role": "user", "content": "hi"}],
-                               answers=[(f"r{i}a", "v1.1", "good"), (f"r{i}b", "v1.0", "bad")])
-        feedback.record_vote(db, battle_id=f"b{i}", user_id="u", choice="a" if i else "b")
+        seed.battle(db, battle_id=f"b{i}", user_id="u", messages=[{"role": "user", "content": "hi"}],
+                    answers=[(f"r{i}a", "v1.1", "good"), (f"r{i}b", "v1.0", "bad")])
+        seed.vote(db, battle_id=f"b{i}", user_id="u", choice="a" if i else "b")
     rep = tmp_path / "rep.json"
     rep.write_text(json.dumps(asdict(summarize("v1.2", "v1.1", "j", [PairSample([], "", "", "x", "")] * 4))))
     out = tmp_path / "board.json"
@@ -54,12 +54,14 @@ def test_eval_rm_quality(tmp_path):
 
 
 def test_eval_ab(db):
-    from llmloop.store import feedback, registry
+    import feedback_seed as seed
+
+    from llmloop.store import registry
 
     registry.register(db, name="v1.0", kind="chat", base_model="x")
     registry.register(db, name="v1.1", kind="chat", base_model="x")
-    feedback.record_battle(db, battle_id="b", user_id="u", messages=[], answers=[("a", "v1.1", "x"), ("b", "v1.0", "y")])
-    feedback.record_vote(db, battle_id="b", user_id="u", choice="a")
+    seed.battle(db, battle_id="b", user_id="u", messages=[], answers=[("a", "v1.1", "x"), ("b", "v1.0", "y")])
+    seed.vote(db, battle_id="b", user_id="u", choice="a")
     r = runner.invoke(app, ["eval", "ab", "v1.1", "v1.0"])
     assert r.exit_code == 0, r.output
     assert "not significant" in r.output and "'candidate': 1" in r.output

@@ -62,12 +62,12 @@ def test_equal_versions_rate_equal_and_an_unbeaten_version_stays_finite():
 
 
 def test_arena_votes_and_judge_reports_feed_one_leaderboard(db):
-    from llmloop.store import feedback
+    import feedback_seed as seed
 
     for i in range(12):
-        feedback.record_battle(db, battle_id=f"b{i}", user_id="u", messages=[{"role": "user", "content": "hi"}],
-                               answers=[(f"r{i}a", "v1.1", "good"), (f"r{i}b", "v1.0", "bad")])
-        feedback.record_vote(db, battle_id=f"b{i}", user_id="u", choice=["a", "a", "b", "both_bad"][i % 4])
+        seed.battle(db, battle_id=f"b{i}", user_id="u", messages=[{"role": "user", "content": "hi"}],
+                    answers=[(f"r{i}a", "v1.1", "good"), (f"r{i}b", "v1.0", "bad")])
+        seed.vote(db, battle_id=f"b{i}", user_id="u", choice=["a", "a", "b", "both_bad"][i % 4])
     report = summarize("v1.2", "v1.1", "j", [PairSample([], "", "", w, "") for w in ["x"] * 7 + ["y"] * 2 + ["tie"]])
     assert len(battles_from_report(report)) == 10
     board = leaderboard_from_store(db, [report], bootstrap=30)

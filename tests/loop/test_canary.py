@@ -4,9 +4,11 @@
 
 import datetime as dt
 
+import feedback_seed as seed
+
 from llmloop.loop.canary import assess, quantile_bound, slower_than, window
 from llmloop.loop.policy import RollbackPolicy
-from llmloop.store import feedback, loop_events
+from llmloop.store import loop_events
 
 
 def _counts(requests, errors=0.0, buckets=None):
@@ -16,9 +18,9 @@ def _counts(requests, errors=0.0, buckets=None):
 def _thumbs(db, version, ups, downs, start):
     for i in range(ups + downs):
         rid = f"{version}-{start + i}"
-        feedback.record_completion(db, request_id=rid, user_id=f"u{i}", version=version,
-                                   messages=[{"role": "user", "content": "Where is my order?"}], output="…")
-        feedback.record_thumb(db, request_id=rid, user_id=f"u{i}", rating=1 if i < ups else -1)
+        seed.completion(db, request_id=rid, user_id=f"u{i}", version=version,
+                        messages=[{"role": "user", "content": "Where is my order?"}], output="…")
+        seed.thumb(db, request_id=rid, user_id=f"u{i}", rating=1 if i < ups else -1)
 
 
 def test_a_lower_thumbs_up_ratio_rolls_back_once_each_arm_has_enough_thumbs(db):

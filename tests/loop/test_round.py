@@ -2,6 +2,7 @@
 
 import json
 
+import feedback_seed as seed
 import pytest
 
 from llmloop.data.versions import read_rows
@@ -10,7 +11,7 @@ from llmloop.inference.embedded import EmbeddedEngine
 from llmloop.loop.controller import Controller, run_once, trigger_status
 from llmloop.loop.policy import LoopPolicy, PolicyError, load_policy, read_prompts
 from llmloop.store import datasets as store_datasets
-from llmloop.store import feedback, loop_events, registry, rounds
+from llmloop.store import loop_events, registry, rounds
 
 HELPFUL = "You can track it under My Orders. Is there anything else I can help you with?"
 CURT = "Check My Orders."
@@ -20,13 +21,13 @@ def _votes(db, n, start=0):
     for i in range(start, start + n):
         msgs = [{"role": "user", "content": f"Where is my parcel number {i}?"}]
         a, b = (HELPFUL + f" ({i})", CURT) if i % 2 else (CURT, HELPFUL + f" ({i})")
-        feedback.record_battle(db, battle_id=f"b{i}", user_id=f"u{i % 3}", messages=msgs,
-                               answers=[(f"r{i}a", "v1.0", a), (f"r{i}b", "v1.0", b)])
-        feedback.record_vote(db, battle_id=f"b{i}", user_id=f"u{i % 3}", choice="a" if i % 2 else "b")
+        seed.battle(db, battle_id=f"b{i}", user_id=f"u{i % 3}", messages=msgs,
+                    answers=[(f"r{i}a", "v1.0", a), (f"r{i}b", "v1.0", b)])
+        seed.vote(db, battle_id=f"b{i}", user_id=f"u{i % 3}", choice="a" if i % 2 else "b")
     # a tie carries no preference and must not become a pair
-    feedback.record_battle(db, battle_id=f"t{start}", user_id="u9", messages=[{"role": "user", "content": "hi"}],
-                           answers=[(f"t{start}a", "v1.0", "x"), (f"t{start}b", "v1.0", "y")])
-    feedback.record_vote(db, battle_id=f"t{start}", user_id="u9", choice="tie")
+    seed.battle(db, battle_id=f"t{start}", user_id="u9", messages=[{"role": "user", "content": "hi"}],
+                answers=[(f"t{start}a", "v1.0", "x"), (f"t{start}b", "v1.0", "y")])
+    seed.vote(db, battle_id=f"t{start}", user_id="u9", choice="tie")
 
 
 def make_policy(tmp_path, **over):
@@ -198,8 +199,8 @@ def test_docs_describe_every_policy_key_and_command():
 
 
 def _served(db, rid, prompt, output, version="v1.0"):
-    feedback.record_completion(db, request_id=rid, user_id="shopper", version=version,
-                               messages=[{"role": "user", "content": prompt}], output=output)
+    seed.completion(db, request_id=rid, user_id="shopper", version=version,
+                    messages=[{"role": "user", "content": prompt}], output=output)
 
 
 def test_corrections_edits_judge_and_thumbs_sources_each_account_for_every_item(db, tmp_path):
@@ -212,15 +213,15 @@ def test_corrections_edits_judge_and_thumbs_sources_each_account_for_every_item(
     _served(db, "c1", "Where is my lamp?", CURT)
     _served(db, "c2", "Where is my kettle?", CURT)
     _served(db, "c3", "Where is my towel?", HELPFUL)
-    feedback.record_thumb(db, request_id="c1", user_id="u1", rating=-1, correction=HELPFUL)
-    feedback.record_thumb(db, request_id="c2", user_id="u2", rating=-1)  # no correction: no pair
-    feedback.record_thumb(db, request_id="c3", user_id="u3", rating=1)
+    seed.thumb(db, request_id="c1", user_id="u1", rating=-1, correction=HELPFUL)
+    seed.thumb(db, request_id="c2", user_id="u2", rating=-1)  # no correction: no pair
+    seed.thumb(db, request_id="c3", user_id="u3", rating=1)
     with db.begin() as conn:
         conn.execute(sa.insert(feedback_events).values(kind="edit", request_id="c2", version="v1.0", user_id="u2",
                                                        payload={"text": HELPFUL + " (edited)"}, created_at=utcnow()))
     # an arena battle nobody voted on, for the judge
-    feedback.record_battle(db, battle_id="quiet", user_id="u5", messages=[{"role": "user", "content": "Do you ship to Oslo?"}],
-                           answers=[("qa", "v1.0", CURT), ("qb", "v1.0", HELPFUL)])
+    seed.battle(db, battle_id="quiet", user_id="u5", messages=[{"role": "user", "content": "Do you ship to Oslo?"}],
+                answers=[("qa", "v1.0", CURT), ("qb", "v1.0", HELPFUL)])
 
     from llmloop.loop.metrics import render
 
@@ -253,7 +254,7 @@ def test_a_kto_round_trains_on_thumbs(db, tiny_model_dir, tmp_path):
     production(db, tiny_model_dir)
     for i in range(6):
         _served(db, f"k{i}", f"Where is order {i}?", HELPFUL if i % 2 else CURT)
-        feedback.record_thumb(db, request_id=f"k{i}", user_id=f"u{i}", rating=1 if i % 2 else -1)
+        seed.thumb(db, request_id=f"k{i}", user_id=f"u{i}", rating=1 if i % 2 else -1)
     p = make_policy(tmp_path, data={"sources": ["thumbs"]}, train={"stage": "kto"})
     out = run_once(db, p, EmbeddedEngine(device="cpu"))
     assert out.status == "promoted" and out.pairs == 6, out

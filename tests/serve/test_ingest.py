@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import feedback_seed as seed
 import pytest
 
 from llmloop.store import feedback
@@ -47,7 +48,7 @@ def test_units_validate_together_and_fail_alone(db) -> None:
 
 
 def test_writer_groups_concurrent_units_and_acks_after_commit(db) -> None:
-    feedback.record_battle(db, battle_id="b", user_id="u", messages=MSG, answers=[("a1", "v1.0", "x"), ("b1", "v1.1", "y")])
+    seed.battle(db, battle_id="b", user_id="u", messages=MSG, answers=[("a1", "v1.0", "x"), ("b1", "v1.1", "y")])
     writer = GroupCommitWriter(db)
     committed = threading.Event()
     try:
@@ -99,7 +100,7 @@ def test_submit_async_acks_after_commit_one_wakeup_per_group(db) -> None:
     """``submit_async`` resolves asyncio futures on their own loop, one hop per commit for all of it."""
     import asyncio
 
-    feedback.record_battle(db, battle_id="b", user_id="u", messages=MSG, answers=[("a1", "v1.0", "x"), ("b1", "v1.1", "y")])
+    seed.battle(db, battle_id="b", user_id="u", messages=MSG, answers=[("a1", "v1.0", "x"), ("b1", "v1.1", "y")])
     writer = GroupCommitWriter(db)
     hops = []
 

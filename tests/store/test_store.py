@@ -1,8 +1,10 @@
+import feedback_seed as seed
 import pytest
 import sqlalchemy as sa
 
 from llmloop.store import datasets, feedback, registry
 from llmloop.store.db import alembic_config
+from llmloop.store.ingest import UnitRejected
 from llmloop.store.tables import metadata
 
 
@@ -62,22 +64,21 @@ def test_alias_moves_are_atomic_and_audited(db):
         registry.register(db, name="v1.0", kind="chat", base_model="base")
 
 
-def test_votes_join_battles_and_reject_bad_feedback(db):
+def test_votes_join_battles_and_the_writer_rejects_bad_feedback(db):
     msgs = [{"role": "user", "content": "hi"}]
-    feedback.record_battle(db, battle_id="b1", user_id="u1", messages=msgs,
-                           answers=[("r1", "v1.0", "A!"), ("r2", "v1.0", "B!")])
-    vid = feedback.record_vote(db, battle_id="b1", user_id="u1", choice="b")
+    seed.battle(db, battle_id="b1", user_id="u1", messages=msgs, answers=[("r1", "v1.0", "A!"), ("r2", "v1.0", "B!")])
+    vid = seed.vote(db, battle_id="b1", user_id="u1", choice="b")
     rows = feedback.voted_battles(db)
     assert [(r.vote_id, r.choice, r.output_a, r.output_b) for r in rows] == [(vid, "b", "A!", "B!")]
-    with pytest.raises(feedback.FeedbackError, match="already voted"):
-        feedback.record_vote(db, battle_id="b1", user_id="u1", choice="a")
-    with pytest.raises(feedback.FeedbackError, match="no arena battle"):
-        feedback.record_vote(db, battle_id="nope", user_id="u1", choice="a")
-    with pytest.raises(feedback.FeedbackError, match="must be one of"):
-        feedback.record_vote(db, battle_id="b1", user_id="u2", choice="c")
-    feedback.record_thumb(db, request_id="r1", user_id="u1", rating=-1, comment="curt", correction="Better.")
-    with pytest.raises(feedback.FeedbackError, match="no answer"):
-        feedback.record_thumb(db, request_id="zzz", user_id="u1", rating=1)
+    for (battle, user, choice), code, says in ((("b1", "u1", "a"), "duplicate", "already voted"),
+                                               (("nope", "u1", "a"), "not_found", "no arena battle"),
+                                               (("b1", "u2", "c"), "invalid", "must be one of")):
+        with pytest.raises(UnitRejected, match=says) as e:
+            seed.vote(db, battle_id=battle, user_id=user, choice=choice)
+        assert [x.code for x in e.value.errors] == [code]
+    seed.thumb(db, request_id="r1", user_id="u1", rating=-1, comment="curt", correction="Better.")
+    with pytest.raises(UnitRejected, match="no answer"):
+        seed.thumb(db, request_id="zzz", user_id="u1", rating=1)
     assert [t.correction for t in feedback.list_thumbs(db)] == ["Better."]
     assert feedback.count_votes(db) == 1 and feedback.count_votes(db, after_id=vid) == 0
     with db.begin() as conn:

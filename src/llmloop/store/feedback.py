@@ -1,7 +1,8 @@
-"""Served answers, arena battles, votes and thumbs: the raw material of preference data.
+"""Served answers, arena battles, votes and thumbs: the raw material of preference data (the read side).
 
-Every write here commits before it returns, so a caller that acknowledges after the call returns
-never acknowledges something a crash could lose.
+Every write goes through ``store.ingest`` (group commit: a unit is acknowledged only after its
+commit, so nothing acknowledged can be lost by a crash); this module reads what it stored, and holds
+the vocabulary both share (``VOTE_CHOICES``, ``EVENT_KINDS``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from llmloop.errors import UserError
-from llmloop.store.db import Database, as_utc, utcnow
+from llmloop.store.db import Database, as_utc
 from llmloop.store.records import Battle, Completion, Thumb, VotedBattle
 from llmloop.store.tables import battles, completions, feedback_events, thumbs, votes
 
@@ -21,62 +22,6 @@ EVENT_KINDS = ("edit", "regenerate")
 
 class FeedbackError(UserError, ValueError):
     """Feedback that points at nothing, or repeats a vote: the caller's mistake, a 4xx."""
-
-
-def record_completion(
-    db: Database,
-    *,
-    request_id: str,
-    user_id: str,
-    version: str,
-    messages: list[dict[str, Any]],
-    output: str,
-) -> None:
-    with db.begin() as conn:
-        conn.execute(
-            completions.insert().values(
-                request_id=request_id,
-                user_id=user_id,
-                version=version,
-                messages=messages,
-                output=output,
-                created_at=utcnow(),
-            )
-        )
-
-
-def record_battle(
-    db: Database,
-    *,
-    battle_id: str,
-    user_id: str,
-    messages: list[dict[str, Any]],
-    answers: list[tuple[str, str, str]],
-) -> None:
-    """Store a battle and both of its answers, ``answers`` = [(request_id, version, output)] × 2."""
-    (rid_a, ver_a, out_a), (rid_b, ver_b, out_b) = answers
-    now = utcnow()
-    with db.begin() as conn:
-        conn.execute(
-            completions.insert(),
-            [
-                dict(request_id=rid, user_id=user_id, version=ver, messages=messages, output=out,
-                     battle_id=battle_id, created_at=now)
-                for rid, ver, out in answers
-            ],
-        )
-        conn.execute(
-            battles.insert().values(
-                id=battle_id,
-                user_id=user_id,
-                messages=messages,
-                request_id_a=rid_a,
-                request_id_b=rid_b,
-                version_a=ver_a,
-                version_b=ver_b,
-                created_at=now,
-            )
-        )
 
 
 def get_completion(db: Database, request_id: str) -> Completion:
@@ -96,47 +41,6 @@ def get_battle(db: Database, battle_id: str) -> Battle:
     if r is None:
         raise FeedbackError(f"no arena battle {battle_id!r}")
     return Battle(**{**r._mapping, "created_at": as_utc(r.created_at)})
-
-
-def record_vote(db: Database, *, battle_id: str, user_id: str, choice: str) -> int:
-    """Store a vote; returns its id. One vote per user and battle."""
-    if choice not in VOTE_CHOICES:
-        raise FeedbackError(f"vote choice must be one of {VOTE_CHOICES}, got {choice!r}")
-    try:
-        with db.begin() as conn:
-            if conn.execute(sa.select(battles.c.id).where(battles.c.id == battle_id)).first() is None:
-                raise FeedbackError(f"no arena battle {battle_id!r}: vote on a battle id you were served")
-            return conn.execute(
-                votes.insert().values(
-                    battle_id=battle_id, user_id=user_id, choice=choice, created_at=utcnow()
-                )
-            ).inserted_primary_key[0]
-    except sa.exc.IntegrityError as e:
-        raise FeedbackError(f"user {user_id!r} already voted on battle {battle_id!r}") from e
-
-
-def record_thumb(
-    db: Database,
-    *,
-    request_id: str,
-    user_id: str,
-    rating: int,
-    comment: str = "",
-    correction: str | None = None,
-) -> int:
-    if rating not in (1, -1):
-        raise FeedbackError(f"rating must be 1 (up) or -1 (down), got {rating!r}")
-    with db.begin() as conn:
-        if conn.execute(
-            sa.select(completions.c.request_id).where(completions.c.request_id == request_id)
-        ).first() is None:
-            raise FeedbackError(f"no answer with request id {request_id!r}: rate an answer you were served")
-        return conn.execute(
-            thumbs.insert().values(
-                request_id=request_id, user_id=user_id, rating=rating, comment=comment,
-                correction=correction, created_at=utcnow(),
-            )
-        ).inserted_primary_key[0]
 
 
 def list_thumbs(db: Database) -> list[Thumb]:
