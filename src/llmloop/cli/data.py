@@ -42,8 +42,8 @@ def _table(*columns: str) -> Table:
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
+    from llmloop.data.catalog import DatasetNotFound
     from llmloop.data.rows import DataError
-    from llmloop.store.datasets import DatasetNotFound
 
     try:
         yield
@@ -53,9 +53,9 @@ def _user_errors() -> Iterator[None]:
 
 
 def _db():  # noqa: ANN202
-    from llmloop.store import open_database
+    from llmloop.data.database import open_workspace_database
 
-    return open_database()
+    return open_workspace_database()
 
 
 def _print_skipped(report) -> None:  # noqa: ANN001
@@ -69,7 +69,7 @@ def _print_skipped(report) -> None:  # noqa: ANN001
 
 
 def _print_report(db, report) -> None:  # noqa: ANN001
-    from llmloop.store.datasets import get_version_by_id
+    from llmloop.data.catalog import get_version_by_id
 
     v = report.version
     if report.unchanged:

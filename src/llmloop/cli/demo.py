@@ -28,15 +28,14 @@ def demo(
     canary (v1.2) → a fault drill whose flipped-preference candidate is rejected. With --model: get the
     model → LoRA SFT (v1.0) → serve → users vote (English) → DPO (v1.1) → win rate → canary → promote →
     the fault drill."""
+    from llmloop.data.database import open_workspace_database
     from llmloop.demo.run import DemoConfig, run_demo
-    from llmloop.store import open_database
+    from llmloop.models.registry import list_versions
     from llmloop.workspace import get_workspace
 
-    from llmloop.store import registry
-
     ws = get_workspace(home)
-    db = open_database(ws)
-    if registry.list_versions(db):
+    db = open_workspace_database(ws)
+    if list_versions(db):
         console.print(f"[red]error:[/red] the workspace {ws.home} already holds model versions; the demo tells its "
                       "story from an empty one. Run it with --home NEW_DIR (or remove that folder).")
         raise typer.Exit(2)

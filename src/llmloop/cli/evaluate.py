@@ -149,11 +149,11 @@ def leaderboard(
     """Bradley–Terry ratings (Elo scale, bootstrap 95% CI) from arena votes and judged comparisons."""
     from rich.table import Table
 
+    from llmloop.data.database import open_workspace_database
     from llmloop.eval.leaderboard import leaderboard_from_store
-    from llmloop.store import open_database
 
     loaded = [_load_report(path) for path in reports]
-    board = leaderboard_from_store(open_database(), loaded, bootstrap=bootstrap, seed=seed, include_saved=saved)
+    board = leaderboard_from_store(open_workspace_database(), loaded, bootstrap=bootstrap, seed=seed, include_saved=saved)
     table = Table(title=f"{board.n_battles} battles (arena {board.sources.get('arena', 0)}, judge {board.sources.get('judge', 0)})")
     for col in ("rank", "version", "rating", "95% CI", "battles", "wins"):
         table.add_column(col)
@@ -194,10 +194,10 @@ def rm_quality(
             chosen.append(pair[0])
             rejected.append(pair[1])
     else:
+        from llmloop.data.database import open_workspace_database
         from llmloop.eval.rm_judge import RewardModelJudge
-        from llmloop.store import open_database
 
-        pairs = read_preference_pairs(data, None if Path(data).exists() else open_database())
+        pairs = read_preference_pairs(data, None if Path(data).exists() else open_workspace_database())
         with console.status(f"scoring {len(pairs)} pairs with {reward_model}"):
             chosen, rejected = score_pairs(RewardModelJudge(reward_model), pairs)
     q = reward_model_quality(chosen, rejected)
@@ -211,12 +211,12 @@ def perplexity(
     max_length: int = typer.Option(1024, help="Tokens per text (longer texts are truncated)"),
 ) -> None:
     """Perplexity of a model on a text set (token-weighted over the whole set)."""
+    from llmloop.data.database import open_workspace_database
     from llmloop.eval.evalset import load_texts
     from llmloop.eval.metrics import version_perplexity
     from llmloop.eval.subjects import resolve_model
-    from llmloop.store import open_database
 
-    db = open_database()
+    db = open_workspace_database()
     v = resolve_model(db, version)
     texts, described = load_texts(data, db)
     with console.status(f"perplexity of {v.name} on {len(texts)} texts"):
@@ -236,10 +236,11 @@ def ab(
 
     from rich.table import Table
 
+    from llmloop.data.database import open_workspace_database
     from llmloop.eval.ab import ab_report
-    from llmloop.store import open_database, registry
+    from llmloop.models import registry
 
-    db = open_database()
+    db = open_workspace_database()
     x, y = registry.get(db, candidate).name, registry.get(db, incumbent).name
     r = ab_report(db, x, y, alpha=alpha)
     table = Table(title=f"{x} vs {y}")
@@ -331,10 +332,10 @@ def import_set(
     note: str = typer.Option("", help="Note kept with the version"),
 ) -> None:
     """Store an eval set in the data store (a prompt dataset), validated row by row; use it as --data NAME or NAME@v1.0."""
+    from llmloop.data.database import open_workspace_database
     from llmloop.eval.evalset import import_eval_set
-    from llmloop.store import open_database
 
-    v = import_eval_set(open_database(), file, name, note=note)
+    v = import_eval_set(open_workspace_database(), file, name, note=note)
     console.print(f"{v.dataset}@{v.version}: {v.row_count} eval rows (sha256 {v.content_hash[:12]})")
 
 
@@ -365,10 +366,10 @@ def review_import(
 
     r = import_review(sheet, reviewer=reviewer)
     if save:
+        from llmloop.data.database import open_workspace_database
         from llmloop.eval.leaderboard import save_comparison
-        from llmloop.store import open_database
 
-        save_comparison(open_database(), r)
+        save_comparison(open_workspace_database(), r)
     console.print(f"{r.version_x} vs {r.version_y} by {r.judge}: win rate [bold]{r.win_rate:.3f}[/bold] "
                   f"(95% CI {r.ci_low:.3f}–{r.ci_high:.3f}; {r.wins} wins, {r.losses} losses, {r.ties} ties)")
     from llmloop.eval.review import human_scores
@@ -440,11 +441,11 @@ def benchmark(
     batch_size: int = typer.Option(8, help="Harness batch size"),
 ) -> None:
     """Standard benchmarks through lm-evaluation-harness (optional extra: pip install lm-eval)."""
+    from llmloop.data.database import open_workspace_database
     from llmloop.eval.benchmark import run_benchmark
     from llmloop.eval.subjects import resolve_model
-    from llmloop.store import open_database
 
-    v = resolve_model(open_database(), version)
+    v = resolve_model(open_workspace_database(), version)
     results = run_benchmark(v.base_model, task, adapter_path=v.adapter_path, include_path=include_path,
                             limit=limit, batch_size=batch_size, num_fewshot=num_fewshot)
     for r in results:

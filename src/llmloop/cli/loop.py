@@ -32,13 +32,14 @@ def run(
     """The long-running controller: waits for the trigger, runs rounds, steps the canary, rolls back.
 
     Safe to stop and restart at any moment: it resumes the round and rollout stage it was in."""
+    from llmloop.data.database import open_workspace_database
     from llmloop.loop.controller import Controller
     from llmloop.loop.policy import load_policy
-    from llmloop.store import open_database, registry
+    from llmloop.models import registry
 
     # PolicyError, VersionNotFound, a failed round's error: printed by cli/main.py (exit 2, or 1)
     pol = load_policy(policy)
-    db = open_database()
+    db = open_workspace_database()
     registry.get(db, pol.train.from_alias)
     stopping = {"now": False}
 
@@ -60,13 +61,13 @@ def run(
 @app.command("run-once")
 def run_once(policy: str = typer.Option(..., "-c", "--policy", help=POLICY_HELP)) -> None:
     """One round now: feedback → dataset → training → gate → canary (if the policy has stages) → decision."""
+    from llmloop.data.database import open_workspace_database
     from llmloop.loop.controller import run_once as once
     from llmloop.loop.policy import load_policy
-    from llmloop.store import open_database
     from llmloop.train.jobs import JobFailed
 
     pol = load_policy(policy)
-    db = open_database()
+    db = open_workspace_database()
     try:
         with console.status("loop round") as status:
             out = once(db, pol, say=lambda s, m: (status.update(f"{s}: {m}"), console.print(f"  {s}: {m}", highlight=False)))
@@ -85,12 +86,12 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON"),
 ) -> None:
     """Current round, phase and rollout stage, traffic split, pending pairs, next trigger."""
+    from llmloop.data.database import open_workspace_database
     from llmloop.loop.status import loop_status
     from llmloop.loop.policy import load_policy
-    from llmloop.store import open_database
 
     pol = load_policy(policy) if policy else None
-    s = loop_status(open_database(), pol)
+    s = loop_status(open_workspace_database(), pol)
     if as_json:
         console.print_json(json.dumps(s, default=str))
         return
@@ -106,11 +107,12 @@ def history(
     as_json: bool = typer.Option(False, "--json", help="Print JSON"),
 ) -> None:
     """Every round: feedback used, candidate, win rate and decision (or one round's events)."""
-    from llmloop.store import loop_events, open_database, rounds
+    from llmloop.data.database import open_workspace_database
+    from llmloop.loop.status import round_events, round_history
 
-    db = open_database()
+    db = open_workspace_database()
     if round_id is not None:
-        evs = loop_events.list_events(db, round_id)
+        evs = round_events(db, round_id)
         if as_json:
             console.print_json(json.dumps([e.__dict__ for e in evs], default=str))
             return
@@ -121,7 +123,7 @@ def history(
             t.add_row(e.created_at.strftime("%H:%M:%S"), e.kind, e.actor, e.message)
         console.print(t)
         return
-    rs = rounds.list_rounds(db)
+    rs = round_history(db)
     if as_json:
         console.print_json(json.dumps([r.__dict__ for r in rs], default=str))
         return
@@ -138,11 +140,11 @@ def history(
 
 
 def _admin(action: str, reason: str) -> None:
+    from llmloop.data.database import open_workspace_database
     from llmloop.loop.controller import admin
-    from llmloop.store import open_database
 
     # AdminError, StaleState: printed by cli/main.py, exit 2
-    console.print(admin(open_database(), action, reason=reason, actor=_actor()), highlight=False)
+    console.print(admin(open_workspace_database(), action, reason=reason, actor=_actor()), highlight=False)
 
 
 @app.command("promote")
@@ -160,18 +162,20 @@ def rollback(reason: str = typer.Option(..., "--reason", help="Why (stored with 
 @app.command("pause")
 def pause(reason: str = typer.Option("", "--reason", help="Why (stored as an event)")) -> None:
     """No new rounds and no canary stage advances until `loop resume` (rollbacks still happen)."""
-    from llmloop.store import loop_events, open_database
+    from llmloop.data.database import open_workspace_database
+    from llmloop.loop.controller import set_paused
 
-    loop_events.set_paused(open_database(), True, reason=reason, actor=_actor())
+    set_paused(open_workspace_database(), True, reason=reason, actor=_actor())
     console.print("paused")
 
 
 @app.command("resume")
 def resume(reason: str = typer.Option("", "--reason", help="Why (stored as an event)")) -> None:
     """Undo `loop pause`."""
-    from llmloop.store import loop_events, open_database
+    from llmloop.data.database import open_workspace_database
+    from llmloop.loop.controller import set_paused
 
-    loop_events.set_paused(open_database(), False, reason=reason, actor=_actor())
+    set_paused(open_workspace_database(), False, reason=reason, actor=_actor())
     console.print("resumed")
 
 
@@ -182,10 +186,10 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="Print everything as JSON"),
 ) -> None:
     """Which feedback trained VERSION (request, versions, user, time), and every decision about it."""
+    from llmloop.data.database import open_workspace_database
     from llmloop.loop.explain import explain as why
-    from llmloop.store import open_database
 
-    x = why(open_database(), version)
+    x = why(open_workspace_database(), version)
     if as_json:
         console.print_json(json.dumps(x.as_json(), default=str, ensure_ascii=False))
         return

@@ -28,9 +28,9 @@ err = Console(stderr=True)
 
 
 def _db():  # noqa: ANN202
-    from llmloop.store import open_database
+    from llmloop.data.database import open_workspace_database
 
-    return open_database()
+    return open_workspace_database()
 
 
 def _split(values: Optional[list[str]]) -> list[str]:
@@ -77,7 +77,7 @@ def list_(
     stage: Optional[str] = typer.Option(None, help="Only versions in this stage (candidate, canary, production, archived)"),
 ) -> None:
     """Every version with its kind, stage, parent, aliases and how it was made."""
-    from llmloop.store import registry
+    from llmloop.models import registry
 
     db = _db()
     t = Table(title="model versions")
@@ -98,7 +98,7 @@ def show(version: str = typer.Argument(..., help="Version name (v1.1) or alias (
     """Everything recorded about one version (lineage recipe, exports, alias moves), as JSON."""
     from dataclasses import asdict
 
-    from llmloop.store import registry
+    from llmloop.models import registry
 
     with _errors():
         db = _db()
@@ -149,7 +149,7 @@ def alias(
     remove: bool = typer.Option(False, "--remove", help="Delete the alias (audited)"),
 ) -> None:
     """Point an alias at a version, or remove it (atomic; every move audited)."""
-    from llmloop.store import registry
+    from llmloop.models import registry
 
     with _errors():
         db = _db()
@@ -166,7 +166,7 @@ def alias(
 @app.command("aliases")
 def aliases(history: bool = typer.Option(False, "--history", help="Every alias move, oldest first")) -> None:
     """Aliases and where they point; with --history the audit trail."""
-    from llmloop.store import registry
+    from llmloop.models import registry
 
     db = _db()
     if history:
@@ -227,7 +227,7 @@ def archive(
     reason: str = typer.Option("", help="Why (kept in the audit trail)"),
 ) -> None:
     """Move a version to the archived stage (its files stay; it is refused while an alias points at it)."""
-    from llmloop.store import registry
+    from llmloop.models import registry
 
     with _errors():
         v = registry.archive(_db(), version, reason=reason)

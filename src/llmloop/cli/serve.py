@@ -52,25 +52,19 @@ def split_cmd(
     reason: str = typer.Option("", help="Why (kept in the split history)"),
 ) -> None:
     """Set the traffic split every gateway on this store routes model='llmloop' by (takes effect at once)."""
+    from llmloop.data.database import open_workspace_database
+    from llmloop.serve import offline_admin
     from llmloop.serve.routing import RoutingConfig, SplitError
-    from llmloop.store import open_database, traffic
 
     try:
         cfg = RoutingConfig.from_split(weights)
     except SplitError as e:
         raise typer.BadParameter(str(e).replace("--split", "WEIGHTS")) from None
-    from llmloop.store import registry
-
-    db = open_database()
-    unknown = []
-    for name in cfg.weights:
-        try:
-            registry.get(db, name)
-        except registry.VersionNotFound:
-            unknown.append(name)
+    db = open_workspace_database()
+    unknown = offline_admin.unknown_names(db, cfg.weights)
     if unknown:
         raise typer.BadParameter(f"{unknown} name no version or alias (see `llmloop models list`)")
-    s = traffic.set_split(db, cfg.weights, reason=reason, actor="cli")
+    s = offline_admin.set_split(db, cfg.weights, reason=reason, actor="cli")
     shares = ", ".join(f"{k} {v:.1%}" for k, v in cfg.normalised().items())
     typer.echo(f"split #{s.id} in force: {shares}")
 
@@ -84,12 +78,13 @@ def keys_create(
     max_tokens: int | None = typer.Option(None, help="Largest max_tokens per request (default: the server's)"),
 ) -> None:
     """Create a key; it is printed once and stored only as a hash."""
-    from llmloop.store import apikeys, open_database
+    from llmloop.data.database import open_workspace_database
+    from llmloop.serve import offline_admin
 
     try:
-        secret, key = apikeys.create_key(open_database(), name=name, role=role, user_id=user,
-                                         rate_limit_per_minute=rate_limit, max_tokens=max_tokens)
-    except apikeys.ApiKeyError as e:
+        secret, key = offline_admin.create_key(open_workspace_database(), name=name, role=role, user_id=user,
+                                               rate_limit_per_minute=rate_limit, max_tokens=max_tokens)
+    except offline_admin.ApiKeyError as e:
         raise typer.BadParameter(str(e)) from None
     typer.echo(f"key #{key.id} ({key.role}, user {key.user_id}) — shown once, store it now:\n{secret}")
 
@@ -100,10 +95,11 @@ def keys_list() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from llmloop.store import apikeys, open_database
+    from llmloop.data.database import open_workspace_database
+    from llmloop.serve import offline_admin
 
     table = Table("id", "name", "prefix", "role", "user", "rate/min", "max_tokens", "created", "revoked")
-    for k in apikeys.list_keys(open_database()):
+    for k in offline_admin.list_keys(open_workspace_database()):
         table.add_row(str(k.id), k.name, k.prefix, k.role, k.user_id, str(k.rate_limit_per_minute or "-"),
                       str(k.max_tokens or "-"), f"{k.created_at:%Y-%m-%d %H:%M}",
                       f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
@@ -113,10 +109,11 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key: str = typer.Argument(..., help="The key's id or prefix (from `keys list`)")) -> None:
     """Revoke a key (running gateways notice within 5 s)."""
-    from llmloop.store import apikeys, open_database
+    from llmloop.data.database import open_workspace_database
+    from llmloop.serve import offline_admin
 
     try:
-        k = apikeys.revoke_key(open_database(), key)
-    except apikeys.ApiKeyError as e:
+        k = offline_admin.revoke_key(open_workspace_database(), key)
+    except offline_admin.ApiKeyError as e:
         raise typer.BadParameter(str(e)) from None
     typer.echo(f"key #{k.id} ({k.prefix}…) revoked")

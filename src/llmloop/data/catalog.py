@@ -1,4 +1,7 @@
-"""What datasets the store holds: one summary per dataset, a dataset's versions, a preview."""
+"""What datasets the store holds: one summary per dataset, a dataset's versions, a preview.
+
+``DatasetNotFound`` (a name or id that names no dataset version) is what these raise.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,10 @@ from typing import Any
 
 from llmloop.store import Database
 from llmloop.store import datasets as store_datasets
+from llmloop.store.datasets import DatasetNotFound
 from llmloop.store.records import DatasetVersion
+
+__all__ = ["DatasetNotFound", "DatasetSummary", "get_version_by_id", "head", "history", "list_datasets"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +38,13 @@ def history(db: Database, name: str) -> list[DatasetVersion]:
     """All versions of ``name``, oldest first; ``DatasetNotFound`` if there is none."""
     found = store_datasets.list_versions(db, name)
     if not found:
-        raise store_datasets.DatasetNotFound(f"no dataset {name!r}; see `llmloop data list`")
+        raise DatasetNotFound(f"no dataset {name!r}; see `llmloop data list`")
     return found
+
+
+def get_version_by_id(db: Database, version_id: int) -> DatasetVersion:
+    """The dataset version with this id (a version's ``parent_id`` names its parent this way)."""
+    return store_datasets.get_version_by_id(db, version_id)
 
 
 def head(version: DatasetVersion, n: int = 5) -> list[dict[str, Any]]:

@@ -325,6 +325,12 @@ class AdminError(UserError, ValueError):
     pass
 
 
+def set_paused(db: Database, paused: bool, *, reason: str = "", actor: str) -> None:
+    """``loop pause|resume``: while paused no round starts and no canary stage advances (rollbacks still
+    happen); recorded as an event of the current round with ``reason`` and ``actor``."""
+    loop_events.set_paused(db, paused, reason=reason, actor=actor)
+
+
 def admin(db: Database, action: str, *, reason: str, actor: str) -> str:
     """``loop promote|rollback`` by a person: decided now, with ``reason`` as the evidence.
 

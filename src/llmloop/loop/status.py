@@ -1,4 +1,5 @@
-"""``loop status``: one dict that says what the loop is doing now (also the UI's and REST's source)."""
+"""``loop status``: one dict that says what the loop is doing now (also the UI's and REST's source);
+``loop history``: every round, or one round's events with their evidence."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 from llmloop.loop.policy import LoopPolicy
 from llmloop.store import Database, loop_events, registry, rounds, traffic
+from llmloop.store.loop_events import LoopEvent
+from llmloop.store.records import LoopRound
 
 
 def loop_status(db: Database, policy: LoopPolicy | None = None) -> dict[str, Any]:
@@ -45,3 +48,13 @@ def loop_status(db: Database, policy: LoopPolicy | None = None) -> dict[str, Any
     if last[0] is not None:
         out["last_round"] = {"id": last[0].id, "status": last[0].status, "decision": last[0].evidence.get("decision")}
     return out
+
+
+def round_history(db: Database) -> list[LoopRound]:
+    """Every round the loop started, oldest first: feedback used, candidate, evidence, outcome."""
+    return rounds.list_rounds(db)
+
+
+def round_events(db: Database, round_id: int) -> list[LoopEvent]:
+    """What happened in round ``round_id``, oldest first: each step and decision, who made it, its evidence."""
+    return loop_events.list_events(db, round_id)

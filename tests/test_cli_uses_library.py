@@ -1,0 +1,55 @@
+"""The CLI calls library functions, never the store: no ``src/llmloop/cli/*.py`` imports ``llmloop.store``.
+
+Imports are read from the source (ast), so one inside a function counts as much as one at the top of
+a file. A command that needs the database opens it with ``data.database.open_workspace_database``
+and passes it to a library function (``models.registry``, ``loop.status``, ``serve.offline_admin`` …).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import llmloop.cli
+
+CLI = Path(llmloop.cli.__file__).parent
+
+# Still importing the store while another change of issue 14 (i14-B: train, jobs, pipeline) lands;
+# empty this allow-list when it is merged.
+ALLOWED = {"train.py", "jobs.py", "pipeline.py"}
+
+
+def _store_imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            # relative to llmloop.cli: ``from ..store import x`` and ``from .. import store`` are llmloop.store
+            package = ["llmloop", "cli"][: max(0, 3 - node.level)] if node.level else []
+            base = ".".join(package + ([node.module] if node.module else []))
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        if any(n == "llmloop.store" or n.startswith("llmloop.store.") for n in names):
+            found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_cli_files_import_no_store_module() -> None:
+    files = sorted(CLI.glob("*.py"))
+    assert len(files) > 5
+    bad = [hit for path in files if path.name not in ALLOWED for hit in _store_imports(path)]
+    assert not bad, "the CLI must call library functions, not the store:\n" + "\n".join(bad)
+
+
+def test_the_check_sees_every_way_to_import_the_store(tmp_path: Path) -> None:
+    for source in ("from llmloop.store import open_database", "import llmloop.store.registry",
+                   "def f():\n    from llmloop.store.jobs import get_job", "from ..store import traffic",
+                   "from .. import store", "from llmloop import store"):
+        path = tmp_path / "x.py"
+        path.write_text(source)
+        assert _store_imports(path), source
+    path = tmp_path / "ok.py"
+    path.write_text("from llmloop.models import registry\nfrom llmloop.data.database import open_workspace_database")
+    assert not _store_imports(path)
