@@ -23,6 +23,8 @@ def llmloop_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("LLMLOOP_HOME", str(home))
     monkeypatch.delenv("LLMLOOP_DATABASE_URL", raising=False)
+    for name in [n for n in os.environ if n.startswith("LLMLOOP_SERVE_")]:  # `llmloop serve` reads these
+        monkeypatch.delenv(name)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     return home
