@@ -51,7 +51,7 @@ def _without_none(annotation: Any) -> Any:
 def _option(name: str, field: FieldInfo, prefix: str) -> inspect.Parameter:
     annotation = field.annotation
     base = _without_none(annotation)
-    default = field.get_default(call_default_factory=True)
+    default = ... if field.is_required() else field.get_default(call_default_factory=True)  # ...: a required option
     decls = flags(name, field)
     help_text = field.description or ""
     if base is bool:
@@ -60,7 +60,7 @@ def _option(name: str, field: FieldInfo, prefix: str) -> inspect.Parameter:
         help_text += " (repeat the flag for more)"
     env = envvars(name, field, prefix)
     option = typer.Option(default, *decls, help=help_text, envvar=env if len(env) > 1 else env[0], show_envvar=True,
-                          show_default=default not in (None, []))
+                          show_default=default not in (None, [], ...))
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 
 
