@@ -69,7 +69,7 @@ def test_unreachable_index_is_a_clear_error_and_nothing_is_registered(db, monkey
     assert registry.list_versions(db) == []
     assert not (db.workspace.models_dir / NAME).exists()
     out = CliRunner().invoke(app, ["models", "get", NAME])
-    assert out.exit_code == 2 and "error: pip could not download" in out.output
+    assert out.exit_code == 3 and "error: pip could not download" in out.output  # Unavailable: the index, not the input
 
 
 def test_unknown_catalog_name_lists_the_known_ones() -> None:
