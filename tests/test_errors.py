@@ -19,7 +19,15 @@ import pytest
 from typer.testing import CliRunner
 
 import llmloop
-from llmloop.errors import Conflict, Forbidden, LlmloopError, NotFound, Unavailable, UserError, exit_code_for
+from llmloop.errors import (
+    Conflict,
+    Forbidden,
+    LlmloopError,
+    NotFound,
+    Unavailable,
+    UserError,
+    exit_code_for,
+)
 
 # Signals that must pass through ``except Exception`` (a cancel, a body over the limit): not errors.
 SIGNALS = {"llmloop.api.tasks.Cancelled", "llmloop.train.jobs.JobCancelled", "llmloop.serve.gateway._TooLarge"}
@@ -106,7 +114,7 @@ def test_cli_bug_keeps_its_traceback_and_never_exits_2(monkeypatch: pytest.Monke
               "m.explain = bug\n"
               "from llmloop.cli.main import app\n"
               "app(['loop', 'explain', 'v1.0'])\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False,
                           env={**__import__("os").environ, "_TYPER_STANDARD_TRACEBACK": "1"})
     assert done.returncode == 1, done.stderr
     assert "Traceback (most recent call last)" in done.stderr and "KeyError: 'a bug, not the user input'" in done.stderr
@@ -114,14 +122,14 @@ def test_cli_bug_keeps_its_traceback_and_never_exits_2(monkeypatch: pytest.Monke
 
 # -- HTTP ------------------------------------------------------------------------------------------
 @pytest.fixture
-def app(db):  # noqa: ANN001, ANN201
+def app(db):
     from llmloop.app import create_app
     from llmloop.inference.echo import EchoEngine
 
     return create_app(db, EchoEngine())
 
 
-def test_http_not_found_is_a_404_in_openai_shape(app) -> None:  # noqa: ANN001
+def test_http_not_found_is_a_404_in_openai_shape(app) -> None:
     from fastapi.testclient import TestClient
 
     with TestClient(app) as http:
@@ -133,7 +141,7 @@ def test_http_not_found_is_a_404_in_openai_shape(app) -> None:  # noqa: ANN001
         assert r.status_code == 401 and set(r.json()["error"]) == {"message", "type", "param", "code"}
 
 
-def test_http_library_errors_map_through_their_class_and_bugs_answer_500(app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_http_library_errors_map_through_their_class_and_bugs_answer_500(app, monkeypatch: pytest.MonkeyPatch) -> None:
     """A route that raises a library error gets its status and code; a bare KeyError or ValueError
     (a bug) gets 500 — not the 400 that `api/common.py` used to give any ValueError."""
     from fastapi.testclient import TestClient

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import llmloop
 from llmloop.api.common import Admin, Annotator, blocking, gateway, plain
+from llmloop.errors import UserError
 from llmloop.serve.auth import Principal
 
 router = APIRouter(prefix="/api/v1/train", tags=["train"])
@@ -109,7 +110,7 @@ def _inputs(db: Any, stage: str, cfg: Any) -> list[str]:
     for key, ref in refs:
         try:
             stage_dataset(db, ref, stage) if key == "dataset" else _check_exists(db, ref)
-        except Exception as e:  # noqa: BLE001 - DatasetNotFound, TrainingInputError: both are the user's to fix
+        except UserError as e:  # DatasetNotFound, TrainingInputError: the user's to fix (a bug: 500)
             known = ", ".join(d["name"] if isinstance(d, dict) else d.name for d in list_datasets(db)) or "none yet"
             problems.append(f"{key}: {str(e).strip(chr(39) + chr(34))} (stored datasets: {known})")
     return problems

@@ -7,6 +7,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from llmloop.inference.base import Engine
 from llmloop.serve import protocol as p
 from llmloop.serve.auth import AuthService
@@ -49,7 +51,7 @@ class AdminService:
     def set_split(self, req: p.SplitRequest, actor: str) -> p.SplitView:
         try:
             RoutingConfig(weights=req.weights)  # the same checks the router applies
-        except ValueError as e:
+        except ValidationError as e:
             raise ServingError(f"bad split: {e}", status=422, param="weights", code="invalid_split") from None
         unknown = [name for name in req.weights if not self.pool._resolves(name)]
         if unknown:
