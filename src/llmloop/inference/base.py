@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from llmloop.errors import NotFound
+from llmloop.errors import LlmloopError
 from llmloop.store.records import ModelVersion
 
 
@@ -59,8 +59,9 @@ class Engine(Protocol):
     def complete(self, version: str, prompt: str, params: SamplingParams) -> Generation: ...
 
 
-class UnknownVersion(NotFound, LookupError):
-    pass
+class UnknownVersion(LlmloopError, LookupError):
+    """The engine was asked for a version it has not loaded. The gateway loads a version before it
+    asks (``ModelPool``), so over HTTP this is llmloop's own failure (500), not the request's."""
 
 
 def count_tokens(engine: Any, version: str, messages: list[dict[str, Any]]) -> int:
