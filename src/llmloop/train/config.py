@@ -438,7 +438,7 @@ def config_class(stage: str) -> type[_Common]:
     try:
         return CONFIGS[stage]
     except KeyError:
-        raise ValueError(f"unknown training stage {stage!r}; use one of {', '.join(STAGES)}") from None
+        raise TrainingInputError(f"unknown training stage {stage!r}; use one of {', '.join(STAGES)}") from None
 
 
 # -- loading -------------------------------------------------------------------------------------
