@@ -1,15 +1,14 @@
 """``llmloop data …``: import, validate, list, show and export datasets.
 
 Each command calls one function of ``llmloop.data`` and renders its result. A problem with the
-user's input (bad file, bad name, unknown dataset) prints one clear message and exits with 2;
-``validate`` exits with 1 when it found problems.
+user's input (bad file, bad name, unknown dataset: a ``DataError``, ``DatasetNotFound``) is printed
+by ``cli/main.py`` as one clear message, exit 2; ``validate`` exits with 1 when it found problems.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -38,18 +37,6 @@ def _table(*columns: str) -> Table:
     for c in columns:
         table.add_column(c, overflow="fold")
     return table
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    from llmloop.data.catalog import DatasetNotFound
-    from llmloop.data.rows import DataError
-
-    try:
-        yield
-    except (DataError, DatasetNotFound) as e:
-        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 def _db():  # noqa: ANN202
@@ -97,8 +84,8 @@ def import_(
     from llmloop.data.importer import import_file
 
     db = _db()
-    with _user_errors(), Progress(TextColumn("validating"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                                  console=console, transient=True) as bar:
+    with Progress(TextColumn("validating"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
         task = bar.add_task("import", total=file.stat().st_size if file.is_file() else None)
         report = import_file(db, file, name=name, format=format, note=note, skip_invalid=skip_invalid,
                              progress=lambda done: bar.update(task, completed=done))
@@ -116,8 +103,7 @@ def import_llamafactory(
     """Import every dataset DIRECTORY/dataset_info.json names, honouring formatting/columns/tags/ranking."""
     from llmloop.data.importer import import_llamafactory as run
 
-    with _user_errors():
-        result = run(_db(), directory, names=only or None, prefix=prefix, note=note, skip_invalid=skip_invalid)
+    result = run(_db(), directory, names=only or None, prefix=prefix, note=note, skip_invalid=skip_invalid)
     table = _table("dataset", "version", "kind", "format", "rows", "skipped", "")
     for r in result.imported:
         v = r.version
@@ -137,9 +123,8 @@ def validate(
     """Check FILE without storing it: every problem with its row, field and fix. Exit 1 if any."""
     from llmloop.data.validate import ParseStream
 
-    with _user_errors():
-        parsed = ParseStream(file, format)
-        valid = sum(1 for _ in parsed.rows())  # streamed: a file of any length in bounded memory
+    parsed = ParseStream(file, format)
+    valid = sum(1 for _ in parsed.rows())  # streamed: a file of any length in bounded memory
     problems = sorted(parsed.problems, key=lambda p: p.row or 0)
     if not problems:
         console.print(f"[green]ok[/green] {escape(str(file))}: {valid} {parsed.kind} rows ({parsed.format})")
@@ -181,8 +166,7 @@ def versions_(name: str = typer.Argument(..., help="Dataset name")) -> None:
     """All versions of NAME with their content hash, parent and note."""
     from llmloop.data.catalog import history
 
-    with _user_errors():
-        found = history(_db(), name)
+    found = history(_db(), name)
     by_id = {v.id: v.version for v in found}
     table = _table("version", "parent", "rows", "hash", "created", "created by", "note")
     for v in found:
@@ -221,8 +205,7 @@ def show(
     from llmloop.data.catalog import head
     from llmloop.data.versions import resolve
 
-    with _user_errors():
-        v = resolve(_db(), ref)
+    v = resolve(_db(), ref)
     console.print(f"[bold]{v.dataset} {v.version}[/bold]  kind={v.kind}  rows={v.row_count}  "
                   f"format={v.source_format}  hash={v.content_hash[:12]}  by={escape(v.created_by)}  "
                   f"created={v.created_at:%Y-%m-%d %H:%M}")
@@ -248,8 +231,7 @@ def export(
     from llmloop.data.export import export_version
     from llmloop.data.versions import resolve
 
-    with _user_errors():
-        result = export_version(resolve(_db(), ref), to, out, style=style)
+    result = export_version(resolve(_db(), ref), to, out, style=style)
     v = result.version
     console.print(f"[green]exported[/green] {v.dataset} {v.version} ({result.rows} rows) to "
                   + ", ".join(escape(str(p)) for p in result.files))
@@ -278,8 +260,7 @@ def dedup(
         raise typer.Exit(2)
     method = chosen[0]
     threshold = {"exact": 1.0, "minhash": minhash, "semantic": semantic}[method]
-    with _user_errors():
-        result = run(_db(), ref, method, threshold, note=note, model=model)
+    result = run(_db(), ref, method, threshold, note=note, model=model)
     src = result.source
     table = _table("dataset", "from", "to", "method", "threshold", "rows in", "duplicates", "rows kept")
     table.add_row(src.dataset, src.version, result.version.version if result.version else "(none)", method,
@@ -306,8 +287,7 @@ def diff(
     """Rows added and removed between two versions, compared by content hash."""
     from llmloop.data.manage import diff as run
 
-    with _user_errors():
-        d = run(_db(), old, new)
+    d = run(_db(), old, new)
     console.print(f"{d.old.dataset} {d.old.version} → {d.new.dataset} {d.new.version}: "
                   f"[green]+{len(d.added)}[/green] added, [red]-{len(d.removed)}[/red] removed, "
                   f"{d.unchanged} unchanged")
@@ -324,8 +304,7 @@ def rename(
     """Rename a dataset; its versions and files are unchanged."""
     from llmloop.data.manage import rename as run
 
-    with _user_errors():
-        run(_db(), old, new)
+    run(_db(), old, new)
     console.print(f"renamed {escape(old)} → {escape(new)}")
 
 
@@ -337,8 +316,7 @@ def describe(
     """Set or print a dataset's description."""
     from llmloop.data.manage import describe as run
 
-    with _user_errors():
-        found = run(_db(), name, text)
+    found = run(_db(), name, text)
     console.print(escape(found) if found else f"({escape(name)} has no description)")
 
 
@@ -355,8 +333,7 @@ def delete(
 
     if not yes and not typer.confirm(f"delete dataset {name!r} and all its versions?"):
         raise typer.Exit(1)
-    with _user_errors():
-        result = run(_db(), name, purge=purge, force=force)
+    result = run(_db(), name, purge=purge, force=force)
     files = f"; {len(result.purged)} file(s) purged" if purge else "; files kept (use --purge to remove)"
     console.print(f"deleted {escape(name)} ({len(result.versions)} version(s)){files}")
 
@@ -379,15 +356,14 @@ def filter_(
     """Drop rows that break quality rules → a new version; prints how many rows each rule dropped."""
     from llmloop.data.quality import FilterRules, filter_version, load_word_list
 
-    with _user_errors():
-        words = load_word_list(sensitive_words) if sensitive_words else []
-        flags = {"min_chars": "--min-chars", "max_chars": "--max-chars", "min_words": "--min-words",
-                 "max_words": "--max-words", "max_garbage_ratio": "--max-garbage", "max_repeat": "--max-repeat",
-                 "languages": "--lang"}
-        rules = _config_or_exit(FilterRules, flags, min_chars=min_chars, max_chars=max_chars, min_words=min_words,
-                                max_words=max_words, sensitive_words=words, max_garbage_ratio=max_garbage,
-                                max_repeat=max_repeat, languages=lang or [])
-        result = filter_version(_db(), ref, rules, note=note)
+    words = load_word_list(sensitive_words) if sensitive_words else []
+    flags = {"min_chars": "--min-chars", "max_chars": "--max-chars", "min_words": "--min-words",
+             "max_words": "--max-words", "max_garbage_ratio": "--max-garbage", "max_repeat": "--max-repeat",
+             "languages": "--lang"}
+    rules = _config_or_exit(FilterRules, flags, min_chars=min_chars, max_chars=max_chars, min_words=min_words,
+                            max_words=max_words, sensitive_words=words, max_garbage_ratio=max_garbage,
+                            max_repeat=max_repeat, languages=lang or [])
+    result = filter_version(_db(), ref, rules, note=note)
     table = _table("rule", "rows dropped")
     for rule, n in result.per_rule.items():
         table.add_row(rule, str(n))
@@ -409,8 +385,7 @@ def report(
     """Quality report: lengths, diversity (distinct-n), top n-grams, duplicates, warnings; table + HTML."""
     from llmloop.data.quality import quality_report, write_report_html
 
-    with _user_errors():
-        r = quality_report(_db(), ref, top=top)
+    r = quality_report(_db(), ref, top=top)
     if html:
         html.parent.mkdir(parents=True, exist_ok=True)
     path = write_report_html(r, html)
@@ -441,8 +416,7 @@ def stats(
     """Rows, token-length distribution, duplicate rate and warnings."""
     from llmloop.data.stats import dataset_stats
 
-    with _user_errors():
-        s = dataset_stats(_db(), ref, tokenizer=tokenizer, max_length=max_length)
+    s = dataset_stats(_db(), ref, tokenizer=tokenizer, max_length=max_length)
     v = s.version
     console.print(f"[bold]{v.dataset} {v.version}[/bold]: {s.rows} {v.kind} rows, duplicate rate "
                   f"{s.duplicate_rate:.1%} ({s.duplicates}), lengths in {s.unit}"
@@ -488,7 +462,7 @@ def build_preferences(
             judge = load_judge(judge_spec, api_key_env=judge_key_env)
         except EvalInputError as e:  # name the flag; cli/main.py prints it, exit 2
             raise EvalInputError(f"--judge {judge_spec}: {e}") from None
-    with _user_errors(), console.status(f"reading {config.source} feedback…"):
+    with console.status(f"reading {config.source} feedback…"):
         result = run(_db(), config, judge=judge)
     for why, n in result.dropped.items():
         console.print(f"dropped {n} pair(s): {escape(why)}", highlight=False)
@@ -538,11 +512,10 @@ def corpus(
                                             "name": "--name", "text_field": "--text-field"},
                              docs=docs, name=name, chunk_tokens=chunk_tokens, overlap=overlap, tokenizer=tokenizer,
                              text_field=text_field, note=note)
-    with _user_errors():
-        total = len(collect(config.docs))
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("reading documents", total=total)
-            result = build_corpus(_db(), config, progress=lambda _: bar.advance(task))
+    total = len(collect(config.docs))
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("reading documents", total=total)
+        result = build_corpus(_db(), config, progress=lambda _: bar.advance(task))
     v = result.version
     console.print(f"[green]corpus[/green] {v.dataset} {v.version}: {result.chunks} chunks from {result.documents} "
                   f"document(s), ≤{config.chunk_tokens} {escape(result.unit)}, overlap {config.overlap}; "
@@ -600,16 +573,15 @@ def generate(
                           "max_retries": "--max-retries"},
         kind=generator, base_url=base_url, model=model, api_key_env=api_key_env, temperature=temperature,
         max_tokens=max_tokens, timeout_s=timeout, max_retries=max_retries)
-    with _user_errors():
-        gen = gen_config.build()
-        columns = (TextColumn(f"{config.method}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task(config.method, total=None)
+    gen = gen_config.build()
+    columns = (TextColumn(f"{config.method}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(config.method, total=None)
 
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-            result = run(_db(), config, gen, progress=progress)
+        result = run(_db(), config, gen, progress=progress)
     if result.resumed:
         console.print(f"resumed: {result.resumed} finished task(s) read back from {escape(str(result.partial))}")
     for why, n in sorted(result.dropped.items()):
