@@ -69,14 +69,14 @@ def arguments(stage: str, config: StageConfig, base_model: str, adapter: str | N
     if stage == "sft":
         out["train_on_prompt"] = not config.assistant_only_loss
     if stage == "dpo":
-        if config.method in ("orpo", "simpo"):
+        if config.method == "simpo":
             out["pref_loss"] = config.method
         elif config.loss_type in LF_DPO_LOSSES:
             out["pref_loss"] = config.loss_type
         else:
             raise TrainingInputError(
                 f"loss_type {config.loss_type!r} has no LLaMA-Factory counterpart (it has "
-                f"{', '.join(LF_DPO_LOSSES)}, orpo, simpo); change loss_type or use --backend trl"
+                f"{', '.join(LF_DPO_LOSSES)}, simpo); change loss_type or use --backend trl"
             )
         out.update(pref_beta=config.beta, pref_ftx=config.sft_weight)
         if config.method == "simpo":
@@ -181,7 +181,7 @@ def find_cli(config: StageConfig) -> str:
 def run_backend(db: Database, job: Job, resume: bool = False) -> int:
     """The job's process for ``--backend llamafactory``: export, run the CLI, ingest its log, register."""
     from llmloop.train.common import last_complete_checkpoint
-    from llmloop.train.jobs import MODEL_KIND, JobFailed, _job_log, _register  # one registration path
+    from llmloop.train.jobs import MODEL_KIND, _job_log, _register, failed_on_input, record_failure  # one registration path
     from llmloop.train.metrics import LOG_FILE
 
     config = CONFIGS[job.stage].model_validate(job.config)
@@ -218,8 +218,8 @@ def run_backend(db: Database, job: Job, resume: bool = False) -> int:
             return 130
         except Exception as e:  # noqa: BLE001 - recorded with the job
             log.exception("job %s failed", job.id)
-            failed = store_jobs.set_status(db, job.id, "failed", error=f"{type(e).__name__}: {e}")
-            return 2 if JobFailed(failed, e).user_error else 1
+            record_failure(db, job.id, e)
+            return 2 if failed_on_input(e) else 1
 
 
 def _run_cli(db: Database, job: Job, cli: str, yaml_path: Path, lf_log: Path, our_log: Path) -> tuple[int, list[dict]]:
