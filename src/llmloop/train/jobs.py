@@ -40,7 +40,8 @@ from llmloop.store import jobs as store_jobs
 from llmloop.store.datasets import DatasetNotFound
 from llmloop.store.jobs import JobNotFound, JobNotResumable, get_job, get_metrics, get_run, list_jobs  # noqa: F401
 from llmloop.store.records import DatasetVersion, Job, ModelVersion
-from llmloop.train.common import MERGED_BASE, RecipeOutput, StartingModel, TrainingInputError, resolve_model
+from llmloop.models.sources import resolve as resolve_source
+from llmloop.train.common import MERGED_BASE, RecipeOutput, StartingModel, TrainingInputError
 from llmloop.train.config import CONFIGS, STAGE_TABLE, StageConfig
 from llmloop.train.metrics import MetricsRecorder, ProgressFn, plot_loss
 
@@ -179,17 +180,17 @@ def execute_job(db: Database, job: Job, config: StageConfig, progress: ProgressF
 def follow_job(db: Database, job: Job, config: StageConfig, resume: bool = False) -> None:
     """A non-main process of a multi-GPU job: the same recipe (the trainer synchronises the
     processes), no store writes; the main process records everything."""
-    start = resolve_model(db, config.model)
+    start = resolve_source(db, config.model, hub_ids=True)
     dataset = stage_dataset(db, config.dataset, job.stage)
     eval_rows = read_rows(stage_dataset(db, config.evaluation.dataset, job.stage)) if config.evaluation.dataset else None
-    extra = {"reference": resolve_model(db, config.ref_model)} if getattr(config, "ref_model", None) else {}
+    extra = {"reference": resolve_source(db, config.ref_model, hub_ids=True)} if getattr(config, "ref_model", None) else {}
     RECIPES[job.stage](config, start, read_rows(dataset), Path(job.output_dir), [], resume=resume,
                        eval_rows=eval_rows, **extra)
 
 
 def _run(db: Database, job: Job, stage: str, config: StageConfig, out: Path, progress: ProgressFn | None,
          resume: bool) -> TrainResult:
-    start = resolve_model(db, config.model)
+    start = resolve_source(db, config.model, hub_ids=True)
     dataset = stage_dataset(db, config.dataset, stage)
     kind = MODEL_KIND.get(stage)
     if config.registration.enabled and config.registration.name:
@@ -207,7 +208,7 @@ def _run(db: Database, job: Job, stage: str, config: StageConfig, out: Path, pro
         log.info("eval dataset %s@%s: %d rows", eval_version.dataset, eval_version.version, eval_version.row_count)
     recorder = MetricsRecorder(db, job.id, out, progress, resume=resume)
     began = time.monotonic()
-    extra = {"reference": resolve_model(db, config.ref_model)} if getattr(config, "ref_model", None) else {}
+    extra = {"reference": resolve_source(db, config.ref_model, hub_ids=True)} if getattr(config, "ref_model", None) else {}
     output = RECIPES[stage](config, start, read_rows(dataset), out, [recorder], resume=resume, eval_rows=eval_rows,
                             **extra)
     if recorder.cancelled:

@@ -25,7 +25,8 @@ import yaml
 from llmloop.store import Database
 from llmloop.store import jobs as store_jobs
 from llmloop.store.records import Job
-from llmloop.train.common import TrainingInputError, resolve_model
+from llmloop.models.sources import resolve as resolve_source
+from llmloop.train.common import TrainingInputError
 from llmloop.train.config import CONFIGS, StageConfig
 
 log = logging.getLogger("llmloop.train")
@@ -138,7 +139,7 @@ def export(db: Database, stage: str, config: StageConfig, out_dir: Path, output_
         raise TypeError(f"stage {stage!r} needs a {CONFIGS[stage].__name__}")
     if stage == "grpo":
         raise TrainingInputError("LLaMA-Factory has no GRPO stage; train grpo with this engine (--backend trl)")
-    start = resolve_model(db, config.model)
+    start = resolve_source(db, config.model, hub_ids=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     names = []
@@ -207,7 +208,7 @@ def run_backend(db: Database, job: Job, resume: bool = False) -> int:
             if config.registration.enabled and kind is not None:
                 from llmloop.data.versions import resolve
 
-                start = resolve_model(db, config.model)
+                start = resolve_source(db, config.model, hub_ids=True)
                 version = _register(db, job, config, kind, start, resolve(db, config.dataset), lf_output, metrics)
             store_jobs.set_status(db, job.id, "succeeded", result={
                 "output": str(lf_output), "model_version": version.name if version else None, "metrics": metrics,
