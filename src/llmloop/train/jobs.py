@@ -37,7 +37,6 @@ from llmloop.data.versions import read_rows, resolve
 from llmloop.errors import LlmloopError, UserError
 from llmloop.store import Database, open_database, registry  # noqa: F401 - open_database: for the CLI
 from llmloop.store import jobs as store_jobs
-from llmloop.store.datasets import DatasetNotFound
 from llmloop.store.jobs import JobNotFound, JobNotResumable, get_job, get_metrics, get_run, list_jobs  # noqa: F401
 from llmloop.store.records import DatasetVersion, Job, ModelVersion
 from llmloop.models.sources import resolve as resolve_source
