@@ -93,3 +93,19 @@ def test_orpo_config_defaults_errors_and_cli_help(tmp_path):
 
     r = CliRunner().invoke(app, ["train", "orpo", "--help"], terminal_width=200)
     assert r.exit_code == 0 and "beta" in r.output and "odds-ratio" in r.output
+
+
+def test_orpo_is_reachable_only_as_its_own_stage(db, datasets, tiny_model_dir, tmp_path):
+    """dpo with method (or loss_type) orpo is refused, naming `llmloop train orpo`; exit 2, no job."""
+    for key in ("method", "loss_type"):
+        with pytest.raises(ConfigError, match="llmloop train orpo") as e:
+            load_config("dpo", None, ["model=v1.0", "dataset=prefs", f"{key}=orpo"])
+        assert f"{key} (from --set)" in str(e.value)
+    from llmloop.cli.main import app
+
+    r = CliRunner().invoke(app, ["train", "dpo", "--set", f"model={tiny_model_dir}", "--set", "dataset=prefs",
+                                 "--set", "method=orpo"])
+    assert r.exit_code == 2 and "llmloop train orpo" in r.output and "Traceback" not in r.output
+    assert store_jobs.list_jobs(db) == []
+    paper = load_config("orpo", Path(__file__).resolve().parents[2] / "configs" / "orpo" / "paper.yaml")
+    assert isinstance(paper, ORPOConfig) and paper.learning_rate == 8e-6

@@ -2,8 +2,8 @@
 progress, per-step metrics and log, cancel and resume — each route calls one ``llmloop.train.worker``,
 ``train.config`` or ``store.jobs`` function.
 
-Jobs are ``train.worker``'s: ``submit`` records a queued job; unless ``detach`` is set, the gateway
-is that job's worker, exactly as ``llmloop train`` is (``store.jobs.claim`` then
+Jobs are ``train.jobs``'/``train.worker``'s: ``submit`` records a queued job; unless ``detach`` is
+set, the gateway is that job's worker, exactly as ``llmloop train`` is (``worker.claim_here`` then
 ``worker.run_claimed`` in a thread: the job runs in a process of its own, so training never shares
 the gateway's memory or GIL). With ``detach`` a ``llmloop jobs worker`` elsewhere runs it. Cancel
 and resume are ``worker.cancel`` / ``worker.resume`` (a cancelled job saves a checkpoint; resumed,
@@ -24,9 +24,11 @@ import llmloop
 from llmloop.api.common import Admin, Annotator, blocking, gateway, plain
 from llmloop.errors import UserError
 from llmloop.serve.auth import Principal
+from llmloop.train.config import STAGES
 
 router = APIRouter(prefix="/api/v1/train", tags=["train"])
-Stage = Literal["pt", "sft", "dpo", "orpo", "kto", "rm", "grpo", "ppo"]  # train.config.STAGES (a test checks)
+# The stages of train.config.STAGE_TABLE, as a Literal: an unknown stage is a 422 naming the known ones.
+Stage = Literal[STAGES]  # type: ignore[valid-type]
 
 
 def presets_dirs() -> list[Path]:
@@ -47,7 +49,7 @@ class Preset(BaseModel):
 
 class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    stage: Stage = Field(description="pt | sft | dpo | orpo | kto | rm | grpo | ppo")
+    stage: Stage = Field(description=" | ".join(STAGES))
     yaml: str = Field("", description="The config as YAML text (a preset, edited); empty = defaults")
     overrides: list[str] = Field(default_factory=list, description="key=value overrides, as `--set` takes them")
 
@@ -71,8 +73,6 @@ class JobView(BaseModel):
 
 
 def _presets() -> list[Preset]:
-    from llmloop.train.config import STAGES
-
     out = []
     for root in presets_dirs():
         for stage in STAGES:
@@ -145,11 +145,11 @@ async def validate(body: TrainRequest, request: Request, principal: Principal = 
 
 
 def _stages() -> list[dict[str, Any]]:
-    from llmloop.train.config import STAGES, config_class
+    from llmloop.train.config import STAGE_TABLE
 
     out = []
-    for stage in STAGES:
-        cls = config_class(stage)
+    for row in STAGE_TABLE:
+        stage, cls = row.name, row.config
         fields = {}
         for name, f in cls.model_fields.items():
             default = None if f.is_required() else f.get_default(call_default_factory=True)
@@ -193,18 +193,17 @@ def _run_here(db: Any, job_id: str) -> None:
     """Be the worker of ``job_id``: claim it and run its process in a daemon thread (the CLI's way)."""
     import threading
 
-    from llmloop.store import jobs as store_jobs
-    from llmloop.train.worker import run_claimed, worker_name
+    from llmloop.train.worker import claim_here, run_claimed
 
-    if not store_jobs.claim(db, job_id, worker_name()):
+    job = claim_here(db, job_id)
+    if job is None:
         return  # another worker took it first: it runs there
-    job = store_jobs.get_job(db, job_id)
     threading.Thread(target=run_claimed, args=(db, job), name=f"llmloop-job-{job_id}", daemon=True).start()
 
 
 def _launch(db: Any, body: LaunchRequest) -> JobView:
     from llmloop.train.config import ConfigError
-    from llmloop.train.worker import submit
+    from llmloop.train.jobs import submit
 
     cfg = load(body)
     problems = _inputs(db, body.stage, cfg)

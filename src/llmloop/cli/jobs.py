@@ -19,8 +19,7 @@ _STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "qu
 
 
 def _job(job_id: str):  # noqa: ANN202
-    from llmloop.store import open_database
-    from llmloop.store.jobs import get_job
+    from llmloop.train.jobs import get_job, open_database
 
     db = open_database()
     return db, get_job(db, job_id)  # JobNotFound: printed by cli/main.py, exit 2
@@ -40,8 +39,7 @@ def _status(job) -> str:  # noqa: ANN001
 @app.command("list")
 def list_() -> None:
     """All jobs, oldest first: stage, status, start (UTC), duration, final loss, registered version."""
-    from llmloop.store import open_database
-    from llmloop.store.jobs import list_jobs
+    from llmloop.train.jobs import list_jobs, open_database
 
     jobs = list_jobs(open_database())
     if not jobs:
@@ -64,7 +62,7 @@ def list_() -> None:
 @app.command("show")
 def show(job_id: str = typer.Argument(..., help="Job id, as `llmloop jobs list` shows it")) -> None:
     """One job: status, error, result, its config (as YAML) and a summary of its logged metrics."""
-    from llmloop.store.jobs import get_metrics
+    from llmloop.train.jobs import get_metrics, get_run
 
     db, job = _job(job_id)
     head = Table(show_header=False, title=f"job {job.id}")
@@ -75,15 +73,13 @@ def show(job_id: str = typer.Argument(..., help="Job id, as `llmloop jobs list` 
     head.add_row("created", job.created_at.isoformat(timespec="seconds"))
     head.add_row("duration", _duration(job))
     head.add_row("output dir", job.output_dir)
-    from llmloop.store.jobs import get_run
-
     run = get_run(db, job.id)
     head.add_row("process", f"backend {run.backend}, attempt {run.attempts}, worker {run.worker or '-'}, "
                  f"pid {run.pid or '-'}, gpus {run.gpus}" + (", cancel requested" if run.cancel_requested else ""))
     if job.error:
         head.add_row("error", f"[red]{job.error}[/red]")
     result = job.result or {}
-    if result:
+    if "output" in result:
         head.add_row("output", str(result.get("output")))
         head.add_row("model version", str(result.get("model_version")))
     console.print(head)
@@ -117,7 +113,7 @@ def logs(
     """Print the job's log file (library logs, warnings and the process's output)."""
     import time
 
-    from llmloop.store.jobs import get_job
+    from llmloop.train.jobs import get_job
 
     db, job = _job(job_id)
     path = Path(job.log_path)
@@ -164,17 +160,15 @@ def resume(
 ) -> None:
     """Queue a failed or cancelled job again and (unless --detach) run it here: it continues from
     its last checkpoint (weights, optimizer, scheduler, step) to the same final step."""
-    from llmloop.store import jobs as store_jobs
     from llmloop.train.worker import resume as resume_job
-    from llmloop.train.worker import run_claimed, worker_name
+    from llmloop.train.worker import run_here
 
     db, job = _job(job_id)
     job = resume_job(db, job.id)  # JobNotResumable: printed by cli/main.py, exit 2
     if detach:
         console.print(f"job {job.id} queued to resume", highlight=False)
         return
-    store_jobs.claim(db, job.id, worker_name())
-    final = run_claimed(db, job)
+    final = run_here(db, job.id)
     console.print(f"job {final.id}: {_status(final)}" + (f" ({final.error})" if final.error else ""), highlight=False)
     if final.status != "succeeded":
         raise typer.Exit(1)
@@ -187,7 +181,7 @@ def worker(
 ) -> None:
     """Run queued jobs one after another, each in its own process. Several workers (on several
     machines with one PostgreSQL store and a shared LLMLOOP_HOME) never run the same job twice."""
-    from llmloop.store import open_database
+    from llmloop.train.jobs import open_database
     from llmloop.train.worker import work, worker_name
 
     console.print(f"worker {worker_name()} waiting for queued jobs (Ctrl-C stops)", highlight=False)

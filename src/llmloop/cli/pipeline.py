@@ -20,8 +20,7 @@ def run(
     new: bool = typer.Option(False, "--new", help="Start a fresh run even if an unfinished run of this file exists"),
 ) -> None:
     """Run FILE's steps in order, each as a job; resumes the file's unfinished run at its first unfinished step."""
-    from llmloop.loop.pipeline import load_pipeline, run_pipeline
-    from llmloop.store import open_database
+    from llmloop.loop.pipeline import load_pipeline, open_database, run_pipeline
 
     spec = load_pipeline(file)  # a PipelineError: printed by cli/main.py, exit 2
     marks = {"start": "…", "done": "[green]✓[/green]", "skip": "[dim]↷[/dim]", "fail": "[red]✗[/red]"}
@@ -42,12 +41,12 @@ def run(
 @app.command("list")
 def list_runs() -> None:
     """Every pipeline run: name, status, report."""
-    from llmloop.store import loop_events, open_database
+    from llmloop.loop.pipeline import list_runs, open_database
 
     t = Table(title="pipeline runs")
     for col in ("run", "name", "status", "started", "report"):
         t.add_column(col)
-    for r in loop_events.list_pipelines(open_database()):
+    for r in list_runs(open_database()):
         t.add_row(str(r.id), r.name, r.status, r.created_at.strftime("%Y-%m-%d %H:%M"), r.report_path or "")
     console.print(t)
 
@@ -56,11 +55,9 @@ def list_runs() -> None:
 def show(run_id: int = typer.Argument(..., help="Run id (`pipeline list`)"),
          as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
     """One run's steps: status, job, outputs."""
-    from llmloop.store import loop_events, open_database
+    from llmloop.loop.pipeline import get_run, open_database
 
-    db = open_database()
-    run = loop_events.get_pipeline(db, run_id)  # PipelineRunNotFound: printed by cli/main.py, exit 2
-    steps = loop_events.pipeline_steps_of(db, run_id)
+    run, steps = get_run(open_database(), run_id)  # PipelineRunNotFound: printed by cli/main.py, exit 2
     if as_json:
         console.print_json(json.dumps({"run": run.__dict__, "steps": {k: v.__dict__ for k, v in steps.items()}}, default=str))
         return

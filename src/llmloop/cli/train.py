@@ -1,8 +1,9 @@
-"""``llmloop train pt|sft|dpo|kto|rm|grpo|ppo``: YAML + ``--set`` overrides → config → a queued job run
-in its own process (``train.worker``) with a progress bar → summary; ``export-llamafactory``.
+"""``llmloop train <stage>``: YAML + ``--set`` overrides → config → a queued job run in its own
+process (``train.worker.run_here``) with a progress bar → summary; ``export-llamafactory``.
 
-Each command's help lists its config keys, generated from the config model's field descriptions.
-User errors (bad YAML, unknown key, unknown dataset or model) print one message and exit 2.
+One command per row of ``train.config.STAGE_TABLE``, generated below; each command's help lists its
+config keys, generated from the config model's field descriptions. User errors (bad YAML, unknown
+key, unknown dataset or model) print one message and exit 2.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llmloop.train.config import CONFIGS
+from llmloop.train.config import CONFIGS, STAGE_TABLE, STAGES, Stage
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Train a model: pt, sft, dpo (also orpo/simpo), kto, rm, grpo, ppo. Each run is a job in its own process.",
+    help=f"Train a model: {', '.join(STAGES)}. Each run is a job in its own process.",
 )
 console = Console()
 err = Console(stderr=True)
@@ -65,27 +66,23 @@ BACKEND_OPTION = typer.Option(
 
 def _train(stage: str, config: Path | None, overrides: list[str], gpus: int = 1, detach: bool = False,
            backend: str = "trl") -> None:
-    from llmloop.store import open_database
-    from llmloop.store import jobs as store_jobs
     from llmloop.train.config import load_config
-    from llmloop.train.worker import cancel, run_claimed, submit, worker_name
+    from llmloop.train.jobs import get_job, job_failed_on_input, open_database, submit
+    from llmloop.train.worker import cancel, run_here
 
-    cfg = load_config(stage, config, overrides)  # a ConfigError: printed by cli/main.py, exit 2
-    if backend not in ("trl", "llamafactory"):
-        err.print(f"[red]error:[/red] --backend {backend!r}: use trl or llamafactory", highlight=False)
-        raise typer.Exit(2)
+    # a ConfigError, an unknown --backend (TrainingInputError): printed by cli/main.py, exit 2
+    cfg = load_config(stage, config, overrides)
     db = open_database()
     job = submit(db, stage, cfg, backend=backend, gpus=gpus)
     if detach:
         console.print(f"queued job {job.id}; run it with `llmloop jobs worker`, follow it with "
                       f"`llmloop jobs logs -f {job.id}`", highlight=False, soft_wrap=True)
         return
-    store_jobs.claim(db, job.id, worker_name())  # this command is the job's worker
-    outcome: dict = {}
 
     import threading
 
-    thread = threading.Thread(target=lambda: outcome.setdefault("job", run_claimed(db, job)), daemon=True)
+    # this command is the job's worker; the thread waits on the job's process while the bar follows it
+    thread = threading.Thread(target=run_here, args=(db, job.id), daemon=True)
     thread.start()
     try:
         _follow(db, job.id, stage, thread)
@@ -93,13 +90,12 @@ def _train(stage: str, config: Path | None, overrides: list[str], gpus: int = 1,
         err.print(f"cancelling job {job.id} (it saves a checkpoint; `llmloop jobs resume {job.id}` continues it)")
         cancel(db, job.id)
         thread.join()
-    final = store_jobs.get_job(db, job.id)
+    final = get_job(db, job.id)
     if final.status != "succeeded":
         err.print(f"[red]error:[/red] job {final.id} {final.status}: {final.error}", highlight=False, soft_wrap=True)
         err.print(f"log: llmloop jobs logs {final.id}", highlight=False, soft_wrap=True)
-        user_error = final.status == "failed" and (final.error or "").startswith(("TrainingInputError", "DatasetNotFound"))
-        raise typer.Exit(2 if user_error else 1)
-    _summary(stage, final)
+        raise typer.Exit(2 if job_failed_on_input(final) else 1)
+    _summary(db, stage, final)
 
 
 def _follow(db, job_id: str, stage: str, thread) -> None:  # noqa: ANN001
@@ -108,7 +104,7 @@ def _follow(db, job_id: str, stage: str, thread) -> None:  # noqa: ANN001
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from llmloop.store.jobs import get_metrics
+    from llmloop.train.jobs import get_metrics
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
@@ -124,7 +120,7 @@ def _follow(db, job_id: str, stage: str, thread) -> None:  # noqa: ANN001
             time.sleep(0)
 
 
-def _summary(stage: str, job) -> None:  # noqa: ANN001
+def _summary(db, stage: str, job) -> None:  # noqa: ANN001
     result = job.result or {}
     m = result.get("metrics") or {}
     table = Table(title=f"train {stage}: succeeded", show_header=False)
@@ -138,71 +134,28 @@ def _summary(stage: str, job) -> None:  # noqa: ANN001
     if m.get("best_checkpoint"):
         table.add_row("best checkpoint", f"{m['best_checkpoint']} ({m.get('metric')} {m.get('best_metric')})")
     table.add_row("output", str(result.get("output")))
-    name = result.get("model_version")
-    if name:
-        from llmloop.store import open_database, registry
+    from llmloop.train.jobs import registered_version
 
-        v = registry.get(open_database(), name)
+    v = registered_version(db, job)
+    if v is not None:
         table.add_row("registered", f"{v.name} ({v.kind}, {v.stage}, parent {v.parent})")
     else:
         table.add_row("registered", "no")
     console.print(table)
 
 
-@app.command("pt", epilog=_keys_help("pt"))
-def pt(config: Path | None = CONFIG_OPTION, set_: list[str] = SET_OPTION, gpus: int = GPUS_OPTION,
-        detach: bool = DETACH_OPTION, backend: str = BACKEND_OPTION) -> None:
-    """Continued pre-training on {"text"} rows: gives a completion model (c1.0, c1.1 …)."""
-    _train("pt", config, set_, gpus, detach, backend)
+def _stage_command(stage: Stage):  # noqa: ANN202 - a Typer command
+    def command(config: Path | None = CONFIG_OPTION, set_: list[str] = SET_OPTION, gpus: int = GPUS_OPTION,
+                detach: bool = DETACH_OPTION, backend: str = BACKEND_OPTION) -> None:
+        _train(stage.name, config, set_, gpus, detach, backend)
+
+    command.__name__ = command.__qualname__ = stage.name
+    command.__doc__ = stage.help
+    return command
 
 
-@app.command("sft", epilog=_keys_help("sft"))
-def sft(config: Path | None = CONFIG_OPTION, set_: list[str] = SET_OPTION, gpus: int = GPUS_OPTION,
-        detach: bool = DETACH_OPTION, backend: str = BACKEND_OPTION) -> None:
-    """Supervised fine-tuning on {"messages"} rows: gives a chat model (v1.0 …)."""
-    _train("sft", config, set_, gpus, detach, backend)
-
-
-@app.command("dpo", epilog=_keys_help("dpo"))
-def dpo(config: Path | None = CONFIG_OPTION, set_: list[str] = SET_OPTION, gpus: int = GPUS_OPTION,
-        detach: bool = DETACH_OPTION, backend: str = BACKEND_OPTION) -> None:
-    """DPO (or ORPO/SimPO: --set method=orpo|simpo) on prompt/chosen/rejected rows: the next chat version."""
-    _train("dpo", config, set_, gpus, detach, backend)
-
-
-@app.command("orpo", epilog=_keys_help("orpo"))
-def orpo(config: Path | None = CONFIG_OPTION, set_: list[str] = SET_OPTION, gpus: int = GPUS_OPTION,
-         detach: bool = DETACH_OPTION, backend: str = BACKEND_OPTION) -> None:
-    """ORPO on prompt/chosen/rejected rows (SFT loss + odds-ratio penalty, no reference model): the next chat version."""
-    _train("orpo", config, set_, gpus, detach, backend)
-
-
-@app.command("kto", epilog=_keys_help("kto"))
-def kto(config: Path | None = CONFIG_OPTION, set_: list[str] = SET_OPTION, gpus: int = GPUS_OPTION,
-        detach: bool = DETACH_OPTION, backend: str = BACKEND_OPTION) -> None:
-    """KTO on unpaired prompt/completion/label rows (thumbs up/down): the next chat version."""
-    _train("kto", config, set_, gpus, detach, backend)
-
-
-@app.command("rm", epilog=_keys_help("rm"))
-def rm(config: Path | None = CONFIG_OPTION, set_: list[str] = SET_OPTION, gpus: int = GPUS_OPTION,
-       detach: bool = DETACH_OPTION, backend: str = BACKEND_OPTION) -> None:
-    """Reward model on prompt/chosen/rejected rows (pairwise loss): a scorer, recorded with the job."""
-    _train("rm", config, set_, gpus, detach, backend)
-
-
-@app.command("grpo", epilog=_keys_help("grpo"))
-def grpo(config: Path | None = CONFIG_OPTION, set_: list[str] = SET_OPTION, gpus: int = GPUS_OPTION,
-         detach: bool = DETACH_OPTION, backend: str = BACKEND_OPTION) -> None:
-    """GRPO on prompt rows with reward functions (answer match, format, length, or yours)."""
-    _train("grpo", config, set_, gpus, detach, backend)
-
-
-@app.command("ppo", epilog=_keys_help("ppo"))
-def ppo(config: Path | None = CONFIG_OPTION, set_: list[str] = SET_OPTION, gpus: int = GPUS_OPTION,
-        detach: bool = DETACH_OPTION, backend: str = BACKEND_OPTION) -> None:
-    """PPO against a reward model: only with --backend llamafactory (TRL 1.16 has no PPO trainer)."""
-    _train("ppo", config, set_, gpus, detach, backend)
+for _stage in STAGE_TABLE:  # `llmloop train pt`, `… sft`, …: one command per stage, in the table's order
+    app.command(_stage.name, epilog=_keys_help(_stage.name))(_stage_command(_stage))
 
 
 @app.command("export-llamafactory")
@@ -214,8 +167,8 @@ def export_llamafactory(
                               "header line, else its folder name (configs/<stage>/)"),
 ) -> None:
     """Write LLaMA-Factory's train YAML + dataset_info.json + data files equivalent to a config."""
-    from llmloop.store import open_database
-    from llmloop.train.config import STAGES, load_config
+    from llmloop.train.config import load_config
+    from llmloop.train.jobs import open_database
     from llmloop.train.llamafactory import export
 
     if stage is None:

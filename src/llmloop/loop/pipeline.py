@@ -1,7 +1,7 @@
 """L3 pipelines: a declared chain of steps (sft → eval → dpo → eval → merge-scan → gate) run with
 ``llmloop pipeline run FILE``.
 
-Each step is a job (a row in ``jobs``: training steps through ``train.jobs.run_training``, the
+Each step is a job (a row in ``jobs``: training steps through ``train.jobs.submit`` and ``run_submitted``, the
 others through the same job table with stage ``eval``/``merge_scan``/``gate``), and each step's
 outputs are recorded in ``pipeline_steps``. A step's fields may name an earlier step's outputs as
 ``${step_id.key}`` (e.g. ``model: ${sft.version}``). Running the same file again resumes the
@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmloop.errors import LlmloopError, UserError
-from llmloop.store import Database, loop_events
+from llmloop.store import Database, loop_events, open_database  # noqa: F401 - open_database: for the CLI
 from llmloop.store import jobs as store_jobs
 
 _REF = re.compile(r"\$\{([A-Za-z0-9_-]+)\.([A-Za-z0-9_]+)\}")
@@ -189,6 +189,16 @@ def run_pipeline(db: Database, spec: PipelineSpec, *, new: bool = False, say: St
     return PipelineResult(run.id, status, steps, report, resumed)
 
 
+def list_runs(db: Database) -> list[loop_events.PipelineRun]:
+    """Every pipeline run, as ``llmloop pipeline list`` shows them."""
+    return loop_events.list_pipelines(db)
+
+
+def get_run(db: Database, run_id: int) -> tuple[loop_events.PipelineRun, dict[str, loop_events.PipelineStep]]:
+    """One run and its steps by id; ``PipelineRunNotFound`` for an unknown id."""
+    return loop_events.get_pipeline(db, run_id), loop_events.pipeline_steps_of(db, run_id)
+
+
 def _summary(out: dict[str, Any]) -> str:
     keys = ("version", "win_rate", "ci_low", "decision", "best_t", "train_loss")
     return ", ".join(f"{k} {out[k]:.3f}" if isinstance(out.get(k), float) else f"{k} {out[k]}" for k in keys if out.get(k) is not None)
@@ -214,15 +224,15 @@ def _job(db: Database, kind: str, config: dict[str, Any], fn: Callable[[], dict[
 
 def _run_step(db: Database, step: Any, outputs: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     if isinstance(step, TrainStep):
-        from llmloop.train.config import CONFIGS
-        from llmloop.train.jobs import JobFailed, run_training
+        from llmloop.train.config import CONFIGS, load_config
+        from llmloop.train.jobs import JobFailed, run_submitted, submit
 
         if step.stage not in CONFIGS:
             raise PipelineError(f"step {step.id}: stage {step.stage!r} is not one of {sorted(CONFIGS)}")
-        preset = yaml.safe_load(Path(step.preset).read_text(encoding="utf-8")) if step.preset else {}
-        config = CONFIGS[step.stage].model_validate({**(preset or {}), **step.config})
-        try:
-            r = run_training(db, step.stage, config)
+        # the one preset loader; the step's config over the preset's fields
+        config = load_config(step.stage, step.preset, values=step.config, values_from=f"steps.{step.id}.config")
+        try:  # a job like any other: submitted, then run by this process as its worker
+            r = run_submitted(db, submit(db, step.stage, config).id)
         except JobFailed as e:
             raise _StepFailed(str(e), e.job.id) from e
         return r.job.id, {"version": r.model_version.name if r.model_version else None, "job_id": r.job.id,

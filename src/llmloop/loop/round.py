@@ -1,7 +1,7 @@
 """The steps of one round, each a function the controller calls in its phase:
 
     open_round   unclaimed feedback → a dataset version, claims, a running round   (phase idle → train)
-    train        DPO/KTO from the production adapter → candidate                    (train → gate)
+    train        DPO/ORPO/KTO from the production adapter → candidate, as a job    (train → gate)
     evaluate     win rate vs production on held-out prompts + guard set → GateResult (the judged
                  battles kept with eval.leaderboard.save_comparison, so leaderboards count them)
 
@@ -54,33 +54,27 @@ def open_round(db: Database, policy: LoopPolicy, data: sources.RoundData, produc
 
 
 def _stage_config(policy: LoopPolicy, production: str, dataset: str, round_id: int):  # noqa: ANN202
-    import yaml
-
-    from llmloop.train.config import CONFIGS
+    from llmloop.train.config import CONFIGS, load_config
 
     stage = policy.train.stage
     if stage not in CONFIGS:
         raise PolicyError(f"train.stage {stage!r} is not a training stage of this llmloop (it has "
                           f"{', '.join(sorted(CONFIGS))}); use one of those")
-    preset: dict[str, Any] = {}
-    if policy.train.preset:
-        try:
-            preset = yaml.safe_load(open(policy.train.preset, encoding="utf-8")) or {}
-        except OSError as e:
-            raise PolicyError(f"train.preset: cannot read {policy.train.preset} ({e})") from None
-    return CONFIGS[stage].model_validate({
-        **preset, **policy.train.config,
-        "model": production, "dataset": dataset,
+    # the one preset loader, as `llmloop train -c PRESET` reads it; the policy's fields over the preset's
+    return load_config(stage, policy.train.preset, values={
+        **policy.train.config, "model": production, "dataset": dataset,
         "register": {"enabled": True, "note": f"loop round {round_id}"},
-    })
+    }, values_from="the loop policy's train.config")
 
 
 def train(db: Database, policy: LoopPolicy, round_id: int, production: str, dataset: str) -> ModelVersion:
-    """Train the candidate from ``production`` on ``dataset`` as a job; ``candidate`` alias → it."""
-    from llmloop.train.jobs import run_training
+    """Train the candidate from ``production`` on ``dataset`` as a job like any other (submitted
+    through ``train.jobs.submit``, run by this process as its worker, so ``llmloop jobs`` lists it
+    with its stage, status and log); ``candidate`` alias → it."""
+    from llmloop.train.jobs import run_submitted, submit
 
     config = _stage_config(policy, production, dataset, round_id)
-    result = run_training(db, policy.train.stage, config)
+    result = run_submitted(db, submit(db, policy.train.stage, config).id)
     candidate = result.model_version
     assert candidate is not None  # registration is enabled above
     registry.set_alias(db, "candidate", candidate.name, reason=f"loop round {round_id}")

@@ -1,7 +1,11 @@
-"""What a surgery reads and how its output enters the registry.
+"""Model references — what training, evaluation and surgery read — and how surgery output enters the registry.
 
-A *source* is a registered version (name or alias) or a model folder on disk; it resolves to full
-weights (``base_model``) plus an optional LoRA adapter. ``publish`` is the only way surgery output
+``resolve(db, ref)`` is the one model-reference resolver: a registered version or alias (the
+registry wins over a same-named folder), else a model folder on disk (a full model with
+``config.json``, or a LoRA adapter continued on the base its ``adapter_config.json`` names), else —
+where the caller can fetch weights (training: ``hub_ids=True``) — a Hugging Face hub id
+``owner/name``. It gives a ``Source``: full weights (``base_model``) plus an optional LoRA adapter;
+anything else is a ``ModelRefError`` naming the reference and the fix. ``publish`` is the only way surgery output
 becomes a version: the files are already complete in their final folder (see
 ``weights.staged_dir``), and the version row and its lineage row are one transaction.
 """
@@ -25,12 +29,16 @@ class SurgeryError(UserError, ValueError):
     """Bad input to a surgery command; the message names the value and the fix."""
 
 
+class ModelRefError(UserError, ValueError):
+    """A model reference that names no registered version or alias, no model folder and no hub id."""
+
+
 @dataclass(frozen=True)
 class Source:
-    ref: str  # what the user typed
+    ref: str  # what the user typed: a version, alias, folder or hub id
     base_model: str  # folder (or hub id) of full weights
-    adapter_path: str | None
-    version: ModelVersion | None
+    adapter_path: str | None = None
+    version: ModelVersion | None = None  # set when ``ref`` named a registered version
 
     @property
     def name(self) -> str:
@@ -41,25 +49,43 @@ class Source:
         return self.version.kind if self.version else "chat"
 
 
-def resolve(db: Database, ref: str) -> Source:
-    """A version name/alias, or a folder holding a full model or a LoRA adapter."""
+def resolve(db: Database, ref: str, *, hub_ids: bool = False) -> Source:
+    """A registered version or alias first, then a model folder, then (``hub_ids``) a hub id (owner/name)."""
     try:
         v = registry.get(db, ref)
-        return Source(ref, v.base_model, v.adapter_path, v)
     except registry.VersionNotFound:
-        pass
-    p = Path(ref)
-    if not p.is_dir():
-        raise SurgeryError(f"{ref!r} is neither a model version/alias (see `llmloop models list`) nor a model folder")
-    cfg = p / "adapter_config.json"
-    if cfg.exists():
-        base = json.loads(cfg.read_text(encoding="utf-8")).get("base_model_name_or_path")
-        if not base:
-            raise SurgeryError(f"{cfg}: no base_model_name_or_path; register the adapter as a version with its base")
-        return Source(ref, str(base), str(p.resolve()), None)
-    if not (p / "config.json").exists():
-        raise SurgeryError(f"{p}: no config.json or adapter_config.json; is this a model folder?")
-    return Source(ref, str(p.resolve()), None, None)
+        return resolve_folder(ref, hub_ids=hub_ids)
+    return Source(ref, v.base_model, v.adapter_path, v)
+
+
+def resolve_folder(ref: str, *, hub_ids: bool = False) -> Source:
+    """``ref`` as a model folder (full model or LoRA adapter) or, with ``hub_ids``, a hub id; no registry."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        adapter_cfg = path / "adapter_config.json"
+        if adapter_cfg.is_file():  # an adapter directory: continued on the base it names
+            try:
+                base = json.loads(adapter_cfg.read_text(encoding="utf-8")).get("base_model_name_or_path")
+            except ValueError as e:
+                raise ModelRefError(f"model {ref!r}: {adapter_cfg} is not valid JSON ({e}); fix or replace it") from None
+            if not base:
+                raise ModelRefError(
+                    f"model {ref!r} is an adapter whose adapter_config.json names no base model; "
+                    "set base_model_name_or_path there or register it as a model version with its base"
+                )
+            return Source(ref, str(base), str(path.resolve()))
+        if not (path / "config.json").is_file():
+            raise ModelRefError(
+                f"model {ref!r}: neither adapter_config.json (a LoRA adapter) nor config.json (a full model) is in "
+                "this directory; is this a model folder? Point at the folder that holds the weights"
+            )
+        return Source(ref, str(path.resolve()))
+    if hub_ids and ref.count("/") == 1 and not ref.startswith((".", "/", "~")):
+        return Source(ref, ref)  # a hub id; loading reports if it cannot be fetched
+    other = "a model or checkpoint folder, or a hub id like Qwen/Qwen2.5-0.5B" if hub_ids else "or a model or checkpoint folder"
+    raise ModelRefError(
+        f"model {ref!r} is not a registered version or alias (see `llmloop models list`), {other}; fix the model reference"
+    )
 
 
 def default_out(db: Database, name: str) -> Path:

@@ -1,7 +1,7 @@
 """What the three recipes share: where training starts, how models load, the trainer arguments.
 
 The contract: a recipe gets a ``StartingModel`` (already resolved from a path, hub id or registry
-version), the dataset rows and an output directory; it knows nothing about jobs, the store or the
+version by ``models.sources.resolve``), the dataset rows and an output directory; it knows nothing about jobs, the store or the
 registry. Loading and saving live here so that pt, sft and dpo treat LoRA, full fine-tuning and
 "continue this version's adapter" the same way.
 """
@@ -12,67 +12,25 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from llmloop.models.sources import Source
 from llmloop.train.config import StageConfig, TrainingInputError  # noqa: F401 - re-exported: its home for callers
 from llmloop.train.speed import VARLEN, SpeedPlan
 
-if TYPE_CHECKING:  # the store is imported where it is used: recipes run without a database too
-    from llmloop.store import Database
-    from llmloop.store.records import ModelVersion
 
 log = logging.getLogger("llmloop.train")
 
 
-@dataclass(frozen=True)
-class StartingModel:
-    """The weights a run starts from: full weights, plus an adapter to continue when there is one."""
-
-    ref: str  # what the config said: a path, hub id, version or alias
-    base_model: str  # directory or hub id of the full weights
-    adapter_path: str | None = None
-    version: ModelVersion | None = None  # set when ``ref`` named a registered version
+# Where a run starts: full weights, plus an adapter to continue when there is one. Resolved from a
+# version, alias, folder or hub id by the one model-reference resolver, ``models.sources.resolve``.
+StartingModel = Source
 
 
 @dataclass(frozen=True)
 class RecipeOutput:
     path: Path  # the adapter directory (LoRA) or the full model directory
     metrics: dict[str, Any]  # the trainer's summary (train_loss, train_runtime, …)
-
-
-def resolve_model(db: Database, ref: str) -> StartingModel:
-    """A registered version or alias first, then a local directory, then a hub id (owner/name)."""
-    from llmloop.store import registry
-
-    try:
-        version = registry.get(db, ref)
-    except registry.VersionNotFound:
-        pass
-    else:
-        return StartingModel(ref, version.base_model, version.adapter_path, version)
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        adapter_cfg = path / "adapter_config.json"
-        if adapter_cfg.is_file():  # an adapter directory: continue it on the base it names
-            base = json.loads(adapter_cfg.read_text(encoding="utf-8")).get("base_model_name_or_path")
-            if not base:
-                raise TrainingInputError(
-                    f"model {ref!r} is an adapter whose adapter_config.json names no base model; "
-                    "set base_model_name_or_path there or register it as a model version"
-                )
-            return StartingModel(ref, base, str(path.resolve()))
-        if not (path / "config.json").is_file():
-            raise TrainingInputError(
-                f"model {ref!r} is a directory without config.json, so not a Hugging Face model; "
-                "point model at the directory that holds config.json and the weights"
-            )
-        return StartingModel(ref, str(path.resolve()))
-    if ref.count("/") == 1 and not ref.startswith((".", "/", "~")):
-        return StartingModel(ref, ref)  # a hub id; loading reports if it cannot be fetched
-    raise TrainingInputError(
-        f"model {ref!r} is not a registered version or alias (see `llmloop models list`), "
-        "a model directory, or a hub id like Qwen/Qwen2.5-0.5B; fix the model setting"
-    )
 
 
 def load_tokenizer(start: StartingModel, path: str | None = None):  # -> PreTrainedTokenizerBase

@@ -5,14 +5,24 @@ Each field's ``description`` is its CLI help. The three stage configs share thei
 practice (T14): continued pre-training uses a low learning rate and a larger LoRA rank, SFT a
 higher rate over several epochs, DPO a rate ten times lower than SFT with ``beta`` 0.1.
 
-``load_config`` reads a YAML file, applies ``key=value`` overrides (``lora.r=16`` reaches into a
-block) and validates the result once, so the file and the overrides pass the same checks. Every
-problem is reported at once, each naming the file, the key, the value seen and the fix.
+``STAGE_TABLE`` is the one list of stages: each row names its config class, its recipe, the dataset
+kind it trains on, the kind of model it gives and its CLI help; ``STAGES``, ``CONFIGS``, the job
+runner's recipes and kinds, the ``llmloop train <stage>`` commands, the REST API and the UI's stage
+menu are all read from it.
+
+``load_config`` is the one preset loader (the CLI, the API, the loop and pipelines use it): it reads
+a YAML file, lays ``values`` (a mapping, e.g. a loop policy's ``train.config``) over it, applies
+``key=value`` overrides (``lora.r=16`` reaches into a block) and validates the result once, so the
+file and the overrides pass the same checks. Every problem is reported at once, each naming the
+file, the key, the value seen and the fix.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,9 +30,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmloop.errors import UserError
-
-Stage = Literal["pt", "sft", "dpo", "orpo", "kto", "rm", "grpo", "ppo"]
-STAGES: tuple[str, ...] = ("pt", "sft", "dpo", "orpo", "kto", "rm", "grpo", "ppo")
 
 SchedulerName = Literal[
     "linear",
@@ -310,11 +317,10 @@ class DPOConfig(_Common):
     num_train_epochs: float = Field(1.0, gt=0, description="Passes over the preference pairs (ignored when max_steps > 0)")
     beta: float = Field(0.1, gt=0, description="How far the model may move from the reference; higher stays closer")
     loss_type: DPOLoss = Field("sigmoid", description="DPO loss: 'sigmoid' is the original DPO; 'ipo', 'hinge', … are variants")
-    method: Literal["dpo", "orpo", "simpo"] = Field(
+    method: Literal["dpo", "simpo"] = Field(
         "dpo",
-        description="'dpo' (TRL DPOTrainer, loss_type applies); 'orpo' (odds-ratio preference optimisation, no "
-        "reference model, TRL experimental ORPOTrainer); 'simpo' (length-normalised, reference-free, TRL "
-        "experimental CPOTrainer with loss_type=simpo)",
+        description="'dpo' (TRL DPOTrainer, loss_type applies); 'simpo' (length-normalised, reference-free, TRL "
+        "experimental CPOTrainer with loss_type=simpo). ORPO is a stage of its own: `llmloop train orpo`",
     )
     simpo_gamma: float = Field(0.5, ge=0.0, description="SimPO's target reward margin (method simpo only)")
     ref_model: str | None = Field(
@@ -334,6 +340,15 @@ class DPOConfig(_Common):
         description="Add TRL's 'sft' loss (negative log-likelihood of the chosen answers) with this weight, "
         "as RPO does: keeps the model fluent while it moves towards the preferred answers; 0 = plain DPO",
     )
+
+    @field_validator("method", "loss_type", mode="before")
+    @classmethod
+    def _no_orpo(cls, value: Any) -> Any:
+        # One way to ORPO: its own stage, with its own defaults (lr 8e-6, beta = lambda) and recipe.
+        if value == "orpo":
+            raise ValueError("ORPO is a stage of its own, not a DPO method: run `llmloop train orpo` "
+                             "(presets in configs/orpo/; the loop's train.stage: orpo)")
+        return value
 
 
 class ORPOConfig(_Common):
@@ -427,11 +442,49 @@ class PPOConfig(_Common):
     max_new_tokens: int = Field(256, ge=1, description="Longest sampled answer, in tokens")
 
 
-CONFIGS: dict[str, type[_Common]] = {
-    "pt": PTConfig, "sft": SFTConfig, "dpo": DPOConfig, "orpo": ORPOConfig, "kto": KTOConfig, "rm": RMConfig,
-    "grpo": GRPOConfig, "ppo": PPOConfig,
-}
 StageConfig = PTConfig | SFTConfig | DPOConfig | ORPOConfig | KTOConfig | RMConfig | GRPOConfig | PPOConfig
+
+
+# -- the stages ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: what it reads, how it trains, what it gives."""
+
+    name: str  # `llmloop train <name>`, the job's stage, the folder of its presets (configs/<name>/)
+    config: type[_Common]
+    recipe: str  # "module:function" of the recipe, imported when a job runs it (recipes import TRL)
+    dataset_kind: str  # the rows it trains on (a dataset version's kind)
+    model_kind: str | None  # what it registers: "chat", "completion"; None = not a generator (rm's scorer)
+    help: str  # the CLI command's help line
+
+    def recipe_function(self) -> Callable[..., Any]:
+        module, _, function = self.recipe.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+STAGE_TABLE: tuple[Stage, ...] = (
+    Stage("pt", PTConfig, "llmloop.train.pt:run", "pt", "completion",
+          'Continued pre-training on {"text"} rows: gives a completion model (c1.0, c1.1 …).'),
+    Stage("sft", SFTConfig, "llmloop.train.sft:run", "sft", "chat",
+          'Supervised fine-tuning on {"messages"} rows: gives a chat model (v1.0 …).'),
+    Stage("dpo", DPOConfig, "llmloop.train.dpo:run", "preference", "chat",
+          "DPO (or SimPO: --set method=simpo) on prompt/chosen/rejected rows: the next chat version."),
+    Stage("orpo", ORPOConfig, "llmloop.train.orpo:run", "preference", "chat",
+          "ORPO on prompt/chosen/rejected rows (SFT loss + odds-ratio penalty, no reference model): the next chat version."),
+    Stage("kto", KTOConfig, "llmloop.train.kto:run", "kto", "chat",
+          "KTO on unpaired prompt/completion/label rows (thumbs up/down): the next chat version."),
+    Stage("rm", RMConfig, "llmloop.train.rm:run", "preference", None,
+          "Reward model on prompt/chosen/rejected rows (pairwise loss): a scorer, recorded with the job."),
+    Stage("grpo", GRPOConfig, "llmloop.train.grpo:run", "prompt", "chat",
+          "GRPO on prompt rows with reward functions (answer match, format, length, or yours)."),
+    Stage("ppo", PPOConfig, "llmloop.train.ppo:run", "prompt", "chat",
+          "PPO against a reward model: only with --backend llamafactory (TRL 1.16 has no PPO trainer)."),
+)
+STAGE_BY_NAME: dict[str, Stage] = {s.name: s for s in STAGE_TABLE}
+STAGES: tuple[str, ...] = tuple(STAGE_BY_NAME)
+CONFIGS: dict[str, type[_Common]] = {s.name: s.config for s in STAGE_TABLE}
 
 
 def config_class(stage: str) -> type[_Common]:
@@ -444,27 +497,33 @@ def config_class(stage: str) -> type[_Common]:
 # -- loading -------------------------------------------------------------------------------------
 
 
-def load_config(stage: str, path: str | Path | None = None, overrides: list[str] | None = None) -> StageConfig:
-    """Read ``path`` (YAML), apply ``overrides`` (``key=value``, ``block.key=value``), validate.
+def load_config(stage: str, path: str | Path | None = None, overrides: Iterable[str] | None = (), *,
+                values: Mapping[str, Any] | None = None, values_from: str = "values") -> StageConfig:
+    """The one preset loader: read ``path`` (a YAML preset, configs/<stage>/), lay ``values`` over its
+    top-level keys (a loop policy's ``train.config``, a pipeline step's ``config``, the model and
+    dataset a round trains on), apply ``overrides`` (``key=value``, ``block.key=value``), validate.
 
-    Raises ``ConfigError`` listing every problem found.
+    Raises ``ConfigError`` listing every problem found; a problem in ``values`` names ``values_from``.
     """
     cls = config_class(stage)
-    source = str(path) if path is not None else "command line"
+    source = str(path) if path is not None else ("command line" if values is None else values_from)
     data = _read_yaml(Path(path)) if path is not None else {}
-    from_cli: set[str] = set()
+    origin: dict[str, str] = {}
+    for key, value in (values or {}).items():
+        data[key] = value
+        origin[key] = values_from
     problems: list[str] = []
-    for item in overrides or []:
+    for item in overrides or ():
         try:
             key = _apply_override(data, item)
         except ValueError as e:
             problems.append(str(e))
             continue
-        from_cli.add(key)
+        origin[key] = "--set"
     try:
         config = cls.model_validate(data)
     except ValidationError as e:
-        problems.extend(_describe(err, cls, from_cli) for err in e.errors())
+        problems.extend(_describe(err, cls, origin) for err in e.errors())
     if problems:
         raise ConfigError(source, problems)
     return config  # type: ignore[return-value]
@@ -472,7 +531,7 @@ def load_config(stage: str, path: str | Path | None = None, overrides: list[str]
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(str(path), ["no such file; pass an existing YAML file with -c (see configs/)"])
+        raise ConfigError(str(path), ["no such file; name an existing YAML preset (-c on the command line; see configs/<stage>/)"])
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -510,11 +569,12 @@ def _apply_override(data: dict[str, Any], item: str) -> str:
     return key
 
 
-def _describe(err: dict[str, Any], cls: type[BaseModel], from_cli: set[str]) -> str:
+def _describe(err: dict[str, Any], cls: type[BaseModel], origins: dict[str, str]) -> str:
     """One pydantic error → 'key: what is wrong (got …); fix'."""
     loc = [str(p) for p in err["loc"]]
     key = ".".join(loc)
-    origin = " (from --set)" if key in from_cli else ""
+    where = origins.get(key) or origins.get(loc[0] if loc else "")
+    origin = f" (from {where})" if where else ""
     if err["type"] == "extra_forbidden":
         known = _known_keys(cls, loc[:-1])
         close = difflib.get_close_matches(loc[-1], known, n=1)

@@ -2,8 +2,8 @@
 
 Rows are TRL's conversational preference format: ``{"prompt": [messages], "chosen":
 [assistant message], "rejected": [assistant message]}``. ``method`` picks the TRL trainer: DPO
-(``DPOTrainer``, any of its ``loss_type``\\s), ORPO or SimPO (TRL's experimental ``ORPOTrainer`` and
-``CPOTrainer``; both reference-free).
+(``DPOTrainer``, any of its ``loss_type``\\s) or SimPO (TRL's experimental ``CPOTrainer``,
+reference-free). ORPO is a stage of its own (train/orpo.py, ``llmloop train orpo``).
 
 The reference model (DPO only), T8:
 - ``ref_model`` given: that model, loaded frozen.
@@ -15,7 +15,7 @@ The reference model (DPO only), T8:
 
 Speed (GPU): DPO batches are TRL's padded chosen+rejected rows, run padding-free underneath
 (train/unpad.py: real tokens only, one flattened row, the varlen attention kernel), so length
-grouping is not needed; ORPO/SimPO (TRL's experimental trainers) train padded.
+grouping is not needed; SimPO (TRL's experimental CPO trainer) trains padded.
 """
 
 from __future__ import annotations
@@ -54,17 +54,13 @@ def run(config: DPOConfig, start: StartingModel, rows: list[dict[str, Any]], out
 def build_trainer(config: DPOConfig, start: StartingModel, dataset, out: Path, callbacks: list,  # noqa: ANN001
                   eval_dataset=None, reference: StartingModel | None = None):  # noqa: ANN001, ANN201
     """The configured preference trainer (also what benchmarks/train_throughput.py times)."""
-    # ORPO/SimPO run TRL's experimental trainers, which train padded: planned under their own names.
+    # SimPO runs TRL's experimental CPO trainer, which trains padded: planned under its own name.
     speed = plan(config.speed, "dpo" if config.method == "dpo" else config.method)
     tokenizer = load_tokenizer(start, config.tokenizer)
     model = load_policy(start, config, speed)
     common = dict(model=model, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer,
                   callbacks=callbacks)
     base_args = trainer_arguments(config, out, speed)
-    if config.method == "orpo":
-        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
-
-        return ORPOTrainer(args=ORPOConfig(**base_args, beta=config.beta), **common)
     if config.method == "simpo":
         from trl.experimental.cpo import CPOConfig, CPOTrainer
 

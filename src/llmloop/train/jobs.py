@@ -1,4 +1,16 @@
-"""Run one training stage as a durable job (T10): ``run_training(db, stage, config)``.
+"""Run one training stage as a durable job (T10): ``submit`` then a worker runs it.
+
+The one job path: ``submit(db, stage, config)`` records a queued job (the CLI, the REST API, the
+loop's rounds and pipeline steps all start training this way); a worker claims it and runs it — in a
+process of its own (``train.worker.run_here``, ``llmloop jobs worker``) or in the caller's process
+(``run_submitted``; ``run_training`` is ``submit`` + ``run_submitted``). A failure is classified by
+the exception's type when it happens (``failed_on_input``: a ``UserError`` is the input's fault, any
+other exception a crash whose traceback is stored with the job), so a caller reading the job later —
+the CLI, the API — needs no guessing from the error text (``job_failed_on_input``).
+
+The store's job reads (``get_job``, ``list_jobs``, ``get_metrics``, ``get_run``, their errors) and
+``open_database`` are re-exported here: ``llmloop train`` and ``llmloop jobs`` reach jobs through
+this module, not the store.
 
 The runner owns everything around a recipe: the job row (queued → running → succeeded, failed
 with the error, or cancelled on Ctrl-C), the job's log file, live metrics, the loss curve and the
@@ -13,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,31 +35,22 @@ from typing import Any
 
 from llmloop.data.versions import read_rows, resolve
 from llmloop.errors import LlmloopError, UserError
-from llmloop.store import Database, registry
+from llmloop.store import Database, open_database, registry  # noqa: F401 - open_database: for the CLI
 from llmloop.store import jobs as store_jobs
-from llmloop.store.datasets import DatasetNotFound
+from llmloop.store.jobs import JobNotFound, JobNotResumable, get_job, get_metrics, get_run, list_jobs  # noqa: F401
 from llmloop.store.records import DatasetVersion, Job, ModelVersion
-from llmloop.train import dpo, grpo, kto, orpo, pt, rm, sft
-from llmloop.train.common import MERGED_BASE, RecipeOutput, StartingModel, TrainingInputError, resolve_model
-from llmloop.train.config import CONFIGS, StageConfig
+from llmloop.models.sources import resolve as resolve_source
+from llmloop.train.common import MERGED_BASE, RecipeOutput, StartingModel, TrainingInputError
+from llmloop.train.config import CONFIGS, STAGE_TABLE, StageConfig
 from llmloop.train.metrics import MetricsRecorder, ProgressFn, plot_loss
 
 log = logging.getLogger("llmloop.train")
 
-def _no_ppo(config, *args: Any, **kwargs: Any) -> RecipeOutput:  # noqa: ANN001
-    raise TrainingInputError(
-        "stage ppo: TRL 1.16 (this engine) has no PPO trainer any more; run it with --backend llamafactory "
-        "(LLaMA-Factory's ppo stage, with reward_model from `llmloop train rm`), or use `llmloop train grpo`"
-    )
-
-
 Recipe = Callable[[Any, StartingModel, list[dict[str, Any]], Path, list], RecipeOutput]
-RECIPES: dict[str, Recipe] = {"pt": pt.run, "sft": sft.run, "dpo": dpo.run, "orpo": orpo.run, "kto": kto.run,
-                               "rm": rm.run, "grpo": grpo.run, "ppo": _no_ppo}
-DATASET_KIND = {"pt": "pt", "sft": "sft", "dpo": "preference", "orpo": "preference", "kto": "kto", "rm": "preference",
-                "grpo": "prompt", "ppo": "prompt"}
-MODEL_KIND = {"pt": "completion", "sft": "chat", "dpo": "chat", "orpo": "chat", "kto": "chat", "grpo": "chat",
-              "ppo": "chat"}
+# Read from train.config.STAGE_TABLE, the one list of stages.
+RECIPES: dict[str, Recipe] = {s.name: s.recipe_function() for s in STAGE_TABLE}
+DATASET_KIND: dict[str, str] = {s.name: s.dataset_kind for s in STAGE_TABLE}
+MODEL_KIND: dict[str, str] = {s.name: s.model_kind for s in STAGE_TABLE if s.model_kind is not None}
 # rm trains a scorer, not a generator: its output is recorded with the job, not registered
 VERSION_PREFIX = {"completion": "c", "chat": "v"}
 # Loggers whose records belong in the job log rather than on the console.
@@ -75,19 +79,73 @@ class JobFailed(LlmloopError, RuntimeError):
 
     def __init__(self, job: Job, cause: BaseException) -> None:
         self.job = job
-        self.user_error = isinstance(cause, (TrainingInputError, DatasetNotFound))
+        self.user_error = failed_on_input(cause)
         if self.user_error:  # the CLI exits 2, the API answers 400: the input is the user's to fix
             self.exit_code, self.http_status, self.code = UserError.exit_code, UserError.http_status, UserError.code
         super().__init__(f"job {job.id} failed: {cause}")
 
 
+def failed_on_input(error: BaseException) -> bool:
+    """Whether ``error`` is the input's fault (a ``UserError``: unknown dataset or model, wrong kind,
+    a refused setting) rather than a crash of the training itself (anything else: a bug)."""
+    return isinstance(error, UserError)
+
+
+def record_failure(db: Database, job_id: str, error: BaseException) -> Job:
+    """Mark the job failed with ``error``; the stored result says whether it failed on its input and,
+    for a crash, keeps the traceback."""
+    on_input = failed_on_input(error)
+    return store_jobs.set_status(db, job_id, "failed", error=f"{type(error).__name__}: {error}", result={
+        "failed_on_input": on_input,
+        "traceback": None if on_input else "".join(traceback.format_exception(error)),
+    })
+
+
+def job_failed_on_input(job: Job) -> bool:
+    """Whether a finished job failed on its input (as ``record_failure`` stored it); False for a job
+    that succeeded, was cancelled, crashed, or whose process died."""
+    return job.status == "failed" and bool((job.result or {}).get("failed_on_input"))
+
+
+def submit(db: Database, stage: str, config: StageConfig, *, backend: str = "trl", gpus: int = 1) -> Job:
+    """Record a queued job for ``config`` (already validated: ``train.config.load_config``); a worker runs it."""
+    _check_config(stage, config)
+    if backend not in ("trl", "llamafactory"):
+        raise TrainingInputError(f"--backend {backend!r}: use trl or llamafactory")
+    if config.accelerate_config:  # the job's process may start elsewhere: keep an absolute path
+        path = Path(config.accelerate_config).expanduser().resolve()
+        if not path.is_file():
+            raise TrainingInputError(f"accelerate_config {config.accelerate_config!r}: no such file; "
+                                     "use one of configs/accelerate/*.yaml")
+        config = config.model_copy(update={"accelerate_config": str(path)})
+    return store_jobs.create_job(db, stage=stage, config=config.model_dump(mode="json", by_alias=True),
+                                 backend=backend, gpus=gpus)
+
+
+class JobNotClaimable(UserError):
+    """Another worker claimed the job first (or it is no longer queued)."""
+
+
+def run_submitted(db: Database, job_id: str, progress: ProgressFn | None = None) -> TrainResult:
+    """Be the worker of the queued job ``job_id`` in this process: claim it and run it to its end.
+    Raises ``JobFailed`` when the run fails (the job is marked failed first)."""
+    if not store_jobs.claim(db, job_id, worker=f"in-process:{os.getpid()}"):
+        raise JobNotClaimable(f"job {job_id} is {store_jobs.get_job(db, job_id).status}, not queued: "
+                              "another worker runs it (see `llmloop jobs show`)")
+    job = store_jobs.get_job(db, job_id)
+    return execute_job(db, job, CONFIGS[job.stage].model_validate(job.config), progress)
+
+
 def run_training(db: Database, stage: str, config: StageConfig, progress: ProgressFn | None = None) -> TrainResult:
     """Train ``config`` as stage ``stage`` in a new job, in this process; raises ``JobFailed`` when
     the run fails. (``llmloop train`` runs jobs as processes of their own: ``train.worker``.)"""
-    _check_config(stage, config)
-    job = store_jobs.create_job(db, stage=stage, config=config.model_dump(mode="json", by_alias=True))
-    store_jobs.claim(db, job.id, worker=f"in-process:{os.getpid()}")
-    return execute_job(db, store_jobs.get_job(db, job.id), config, progress)
+    return run_submitted(db, submit(db, stage, config).id, progress)
+
+
+def registered_version(db: Database, job: Job) -> ModelVersion | None:
+    """The model version a succeeded job registered, if any."""
+    name = (job.result or {}).get("model_version")
+    return registry.get(db, name) if name else None
 
 
 def _check_config(stage: str, config: StageConfig) -> None:
@@ -114,25 +172,24 @@ def execute_job(db: Database, job: Job, config: StageConfig, progress: ProgressF
             raise
         except Exception as e:
             log.exception("job %s failed", job.id)
-            failed = store_jobs.set_status(db, job.id, "failed", error=f"{type(e).__name__}: {e}")
-            raise JobFailed(failed, e) from e
+            raise JobFailed(record_failure(db, job.id, e), e) from e
     return result
 
 
 def follow_job(db: Database, job: Job, config: StageConfig, resume: bool = False) -> None:
     """A non-main process of a multi-GPU job: the same recipe (the trainer synchronises the
     processes), no store writes; the main process records everything."""
-    start = resolve_model(db, config.model)
+    start = resolve_source(db, config.model, hub_ids=True)
     dataset = stage_dataset(db, config.dataset, job.stage)
     eval_rows = read_rows(stage_dataset(db, config.evaluation.dataset, job.stage)) if config.evaluation.dataset else None
-    extra = {"reference": resolve_model(db, config.ref_model)} if getattr(config, "ref_model", None) else {}
+    extra = {"reference": resolve_source(db, config.ref_model, hub_ids=True)} if getattr(config, "ref_model", None) else {}
     RECIPES[job.stage](config, start, read_rows(dataset), Path(job.output_dir), [], resume=resume,
                        eval_rows=eval_rows, **extra)
 
 
 def _run(db: Database, job: Job, stage: str, config: StageConfig, out: Path, progress: ProgressFn | None,
          resume: bool) -> TrainResult:
-    start = resolve_model(db, config.model)
+    start = resolve_source(db, config.model, hub_ids=True)
     dataset = stage_dataset(db, config.dataset, stage)
     kind = MODEL_KIND.get(stage)
     if config.registration.enabled and config.registration.name:
@@ -150,7 +207,7 @@ def _run(db: Database, job: Job, stage: str, config: StageConfig, out: Path, pro
         log.info("eval dataset %s@%s: %d rows", eval_version.dataset, eval_version.version, eval_version.row_count)
     recorder = MetricsRecorder(db, job.id, out, progress, resume=resume)
     began = time.monotonic()
-    extra = {"reference": resolve_model(db, config.ref_model)} if getattr(config, "ref_model", None) else {}
+    extra = {"reference": resolve_source(db, config.ref_model, hub_ids=True)} if getattr(config, "ref_model", None) else {}
     output = RECIPES[stage](config, start, read_rows(dataset), out, [recorder], resume=resume, eval_rows=eval_rows,
                             **extra)
     if recorder.cancelled:

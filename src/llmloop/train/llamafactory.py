@@ -25,7 +25,8 @@ import yaml
 from llmloop.store import Database
 from llmloop.store import jobs as store_jobs
 from llmloop.store.records import Job
-from llmloop.train.common import TrainingInputError, resolve_model
+from llmloop.models.sources import resolve as resolve_source
+from llmloop.train.common import TrainingInputError
 from llmloop.train.config import CONFIGS, StageConfig
 
 log = logging.getLogger("llmloop.train")
@@ -69,14 +70,14 @@ def arguments(stage: str, config: StageConfig, base_model: str, adapter: str | N
     if stage == "sft":
         out["train_on_prompt"] = not config.assistant_only_loss
     if stage == "dpo":
-        if config.method in ("orpo", "simpo"):
+        if config.method == "simpo":
             out["pref_loss"] = config.method
         elif config.loss_type in LF_DPO_LOSSES:
             out["pref_loss"] = config.loss_type
         else:
             raise TrainingInputError(
                 f"loss_type {config.loss_type!r} has no LLaMA-Factory counterpart (it has "
-                f"{', '.join(LF_DPO_LOSSES)}, orpo, simpo); change loss_type or use --backend trl"
+                f"{', '.join(LF_DPO_LOSSES)}, simpo); change loss_type or use --backend trl"
             )
         out.update(pref_beta=config.beta, pref_ftx=config.sft_weight)
         if config.method == "simpo":
@@ -138,7 +139,7 @@ def export(db: Database, stage: str, config: StageConfig, out_dir: Path, output_
         raise TypeError(f"stage {stage!r} needs a {CONFIGS[stage].__name__}")
     if stage == "grpo":
         raise TrainingInputError("LLaMA-Factory has no GRPO stage; train grpo with this engine (--backend trl)")
-    start = resolve_model(db, config.model)
+    start = resolve_source(db, config.model, hub_ids=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     names = []
@@ -181,7 +182,7 @@ def find_cli(config: StageConfig) -> str:
 def run_backend(db: Database, job: Job, resume: bool = False) -> int:
     """The job's process for ``--backend llamafactory``: export, run the CLI, ingest its log, register."""
     from llmloop.train.common import last_complete_checkpoint
-    from llmloop.train.jobs import MODEL_KIND, JobFailed, _job_log, _register  # one registration path
+    from llmloop.train.jobs import MODEL_KIND, _job_log, _register, failed_on_input, record_failure  # one registration path
     from llmloop.train.metrics import LOG_FILE
 
     config = CONFIGS[job.stage].model_validate(job.config)
@@ -207,7 +208,7 @@ def run_backend(db: Database, job: Job, resume: bool = False) -> int:
             if config.registration.enabled and kind is not None:
                 from llmloop.data.versions import resolve
 
-                start = resolve_model(db, config.model)
+                start = resolve_source(db, config.model, hub_ids=True)
                 version = _register(db, job, config, kind, start, resolve(db, config.dataset), lf_output, metrics)
             store_jobs.set_status(db, job.id, "succeeded", result={
                 "output": str(lf_output), "model_version": version.name if version else None, "metrics": metrics,
@@ -218,8 +219,8 @@ def run_backend(db: Database, job: Job, resume: bool = False) -> int:
             return 130
         except Exception as e:  # noqa: BLE001 - recorded with the job
             log.exception("job %s failed", job.id)
-            failed = store_jobs.set_status(db, job.id, "failed", error=f"{type(e).__name__}: {e}")
-            return 2 if JobFailed(failed, e).user_error else 1
+            record_failure(db, job.id, e)
+            return 2 if failed_on_input(e) else 1
 
 
 def _run_cli(db: Database, job: Job, cli: str, yaml_path: Path, lf_log: Path, our_log: Path) -> tuple[int, list[dict]]:

@@ -1,9 +1,9 @@
-"""Jobs as processes (T10): submit, claim, run each job in a process of its own, cancel, resume.
+"""Jobs as processes (T10): claim, run each job in a process of its own, cancel, resume.
 
 The contract:
-- ``submit(db, stage, config)`` records a queued job (config validated first) and returns it.
-- A worker (``llmloop jobs worker``, or ``llmloop train`` itself for the job it just submitted)
-  claims jobs atomically (``store.jobs.claim_next``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a
+- ``submit(db, stage, config)`` (``train.jobs``, re-exported here) records a queued job.
+- A worker (``llmloop jobs worker``, or ``run_here`` for the job a caller just submitted: ``llmloop
+  train``, ``jobs resume``, the REST API) claims jobs atomically (``store.jobs.claim_next``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a
   guarded update on SQLite), so several workers on several machines can share one PostgreSQL store
   and one ``LLMLOOP_HOME`` (shared filesystem) without running a job twice.
 - Each job runs as ``python -m llmloop.train.worker run JOB_ID`` in a new process session; its
@@ -32,7 +32,8 @@ from pathlib import Path
 from llmloop.store import Database
 from llmloop.store import jobs as store_jobs
 from llmloop.store.records import Job
-from llmloop.train.config import CONFIGS, StageConfig
+from llmloop.train.config import CONFIGS
+from llmloop.train.jobs import submit  # noqa: F401 - the job path's first step, re-exported for workers' callers
 from llmloop.train.speed import JOB_PROCESS_ENV
 
 log = logging.getLogger("llmloop.train")
@@ -42,22 +43,6 @@ ACCELERATE_CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "accel
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def submit(db: Database, stage: str, config: StageConfig, *, backend: str = "trl", gpus: int = 1) -> Job:
-    """Record a queued job; a worker runs it."""
-    if not isinstance(config, CONFIGS[stage]):
-        raise TypeError(f"stage {stage!r} needs a {CONFIGS[stage].__name__}, got {type(config).__name__}")
-    if config.accelerate_config:  # the job's process may start elsewhere: keep an absolute path
-        path = Path(config.accelerate_config).expanduser().resolve()
-        if not path.is_file():
-            from llmloop.train.common import TrainingInputError
-
-            raise TrainingInputError(f"accelerate_config {config.accelerate_config!r}: no such file; "
-                                     "use one of configs/accelerate/*.yaml")
-        config = config.model_copy(update={"accelerate_config": str(path)})
-    return store_jobs.create_job(db, stage=stage, config=config.model_dump(mode="json", by_alias=True),
-                                 backend=backend, gpus=gpus)
 
 
 def job_command(job: Job, gpus: int, accelerate_config: str | None = None) -> list[str]:
@@ -104,6 +89,18 @@ def wait(db: Database, job: Job, proc: subprocess.Popen) -> Job:
 
 def run_claimed(db: Database, job: Job) -> Job:
     return wait(db, job, start_process(db, job))
+
+
+def claim_here(db: Database, job_id: str) -> Job | None:
+    """Claim the queued ``job_id`` for this worker; None when another worker took it first."""
+    return store_jobs.get_job(db, job_id) if store_jobs.claim(db, job_id, worker_name()) else None
+
+
+def run_here(db: Database, job_id: str) -> Job:
+    """Be the worker of ``job_id`` (one a caller just submitted or resumed): claim it, run it in a
+    process of its own and wait; the final job. A job another worker claimed first is returned as it is."""
+    job = claim_here(db, job_id)
+    return run_claimed(db, job) if job is not None else store_jobs.get_job(db, job_id)
 
 
 def work(db: Database, *, once: bool = False, poll_s: float = 2.0, max_jobs: int | None = None) -> list[Job]:

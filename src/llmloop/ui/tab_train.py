@@ -13,6 +13,7 @@ import yaml
 
 import gradio as gr  # module level: event-data type hints (gr.LikeData, gr.SelectData) must resolve
 
+from llmloop.train.config import STAGES  # the stage menu when the gateway is silent: train.config.STAGE_TABLE
 from llmloop.ui.client import GatewayError
 from llmloop.ui.common import Ctx, progress_html, table
 from llmloop.ui.errors import error_text, for_page
@@ -20,7 +21,6 @@ from llmloop.ui.i18n import t
 
 JOB_COLUMNS = ["id", "stage", "status", "created_at", "finished_at", "error"]
 POLL_SECONDS = 1.5
-STAGES = ("pt", "sft", "dpo", "orpo", "kto", "rm", "grpo", "ppo")  # train.config.STAGES, if the gateway is silent
 # the form: config key → (i18n key, widget kind); shown for the stages whose config has the key
 FORM = (
     ("model", "form_model", "model"), ("dataset", "form_dataset", "dataset"),
