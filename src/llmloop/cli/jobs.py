@@ -19,7 +19,8 @@ _STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "qu
 
 
 def _job(job_id: str):  # noqa: ANN202
-    from llmloop.train.jobs import get_job, open_database
+    from llmloop.train.jobs import get_job
+    from llmloop.data.database import open_workspace_database as open_database
 
     db = open_database()
     return db, get_job(db, job_id)  # JobNotFound: printed by cli/main.py, exit 2
@@ -39,7 +40,8 @@ def _status(job) -> str:  # noqa: ANN001
 @app.command("list")
 def list_() -> None:
     """All jobs, oldest first: stage, status, start (UTC), duration, final loss, registered version."""
-    from llmloop.train.jobs import list_jobs, open_database
+    from llmloop.train.jobs import list_jobs
+    from llmloop.data.database import open_workspace_database as open_database
 
     jobs = list_jobs(open_database())
     if not jobs:
@@ -181,7 +183,7 @@ def worker(
 ) -> None:
     """Run queued jobs one after another, each in its own process. Several workers (on several
     machines with one PostgreSQL store and a shared LLMLOOP_HOME) never run the same job twice."""
-    from llmloop.train.jobs import open_database
+    from llmloop.data.database import open_workspace_database as open_database
     from llmloop.train.worker import work, worker_name
 
     console.print(f"worker {worker_name()} waiting for queued jobs (Ctrl-C stops)", highlight=False)

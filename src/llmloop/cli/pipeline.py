@@ -20,7 +20,8 @@ def run(
     new: bool = typer.Option(False, "--new", help="Start a fresh run even if an unfinished run of this file exists"),
 ) -> None:
     """Run FILE's steps in order, each as a job; resumes the file's unfinished run at its first unfinished step."""
-    from llmloop.loop.pipeline import load_pipeline, open_database, run_pipeline
+    from llmloop.loop.pipeline import load_pipeline, run_pipeline
+    from llmloop.data.database import open_workspace_database as open_database
 
     spec = load_pipeline(file)  # a PipelineError: printed by cli/main.py, exit 2
     marks = {"start": "…", "done": "[green]✓[/green]", "skip": "[dim]↷[/dim]", "fail": "[red]✗[/red]"}
@@ -41,7 +42,8 @@ def run(
 @app.command("list")
 def list_runs() -> None:
     """Every pipeline run: name, status, report."""
-    from llmloop.loop.pipeline import list_runs, open_database
+    from llmloop.loop.pipeline import list_runs
+    from llmloop.data.database import open_workspace_database as open_database
 
     t = Table(title="pipeline runs")
     for col in ("run", "name", "status", "started", "report"):
@@ -55,7 +57,8 @@ def list_runs() -> None:
 def show(run_id: int = typer.Argument(..., help="Run id (`pipeline list`)"),
          as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
     """One run's steps: status, job, outputs."""
-    from llmloop.loop.pipeline import get_run, open_database
+    from llmloop.loop.pipeline import get_run
+    from llmloop.data.database import open_workspace_database as open_database
 
     run, steps = get_run(open_database(), run_id)  # PipelineRunNotFound: printed by cli/main.py, exit 2
     if as_json:

@@ -67,7 +67,8 @@ BACKEND_OPTION = typer.Option(
 def _train(stage: str, config: Path | None, overrides: list[str], gpus: int = 1, detach: bool = False,
            backend: str = "trl") -> None:
     from llmloop.train.config import load_config
-    from llmloop.train.jobs import get_job, job_failed_on_input, open_database, submit
+    from llmloop.train.jobs import get_job, job_failed_on_input, submit
+    from llmloop.data.database import open_workspace_database as open_database
     from llmloop.train.worker import cancel, run_here
 
     # a ConfigError, an unknown --backend (TrainingInputError): printed by cli/main.py, exit 2
@@ -168,7 +169,7 @@ def export_llamafactory(
 ) -> None:
     """Write LLaMA-Factory's train YAML + dataset_info.json + data files equivalent to a config."""
     from llmloop.train.config import load_config
-    from llmloop.train.jobs import open_database
+    from llmloop.data.database import open_workspace_database as open_database
     from llmloop.train.llamafactory import export
 
     if stage is None:

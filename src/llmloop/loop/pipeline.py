@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmloop.errors import LlmloopError, UserError
-from llmloop.store import Database, loop_events, open_database  # noqa: F401 - open_database: for the CLI
+from llmloop.store import Database, loop_events
 from llmloop.store import jobs as store_jobs
 
 _REF = re.compile(r"\$\{([A-Za-z0-9_-]+)\.([A-Za-z0-9_]+)\}")

@@ -8,8 +8,8 @@ the exception's type when it happens (``failed_on_input``: a ``UserError`` is th
 other exception a crash whose traceback is stored with the job), so a caller reading the job later —
 the CLI, the API — needs no guessing from the error text (``job_failed_on_input``).
 
-The store's job reads (``get_job``, ``list_jobs``, ``get_metrics``, ``get_run``, their errors) and
-``open_database`` are re-exported here: ``llmloop train`` and ``llmloop jobs`` reach jobs through
+The store's job reads (``get_job``, ``list_jobs``, ``get_metrics``, ``get_run``, their errors) are
+re-exported here: ``llmloop train`` and ``llmloop jobs`` reach jobs through
 this module, not the store.
 
 The runner owns everything around a recipe: the job row (queued → running → succeeded, failed
@@ -35,7 +35,7 @@ from typing import Any
 
 from llmloop.data.versions import read_rows, resolve
 from llmloop.errors import LlmloopError, UserError
-from llmloop.store import Database, open_database, registry  # noqa: F401 - open_database: for the CLI
+from llmloop.store import Database, registry
 from llmloop.store import jobs as store_jobs
 from llmloop.store.jobs import JobNotFound, JobNotResumable, get_job, get_metrics, get_run, list_jobs  # noqa: F401
 from llmloop.store.records import DatasetVersion, Job, ModelVersion
