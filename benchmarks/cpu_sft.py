@@ -29,11 +29,11 @@ import json, sys, tempfile, time
 from pathlib import Path
 import trl.trainer.utils as trl_utils
 from datasets import Dataset
-from llmloop.demo.run import DemoConfig
+from llmloop.demo.demo_loop import DemoConfig
 from llmloop.models.tiny import build_tiny_model
 from llmloop.resources import demo_file
 from llmloop.train import sft, speed
-from llmloop.train.common import StartingModel
+from llmloop.train.recipe_base import StartingModel
 from llmloop.train.config import SFTConfig
 
 if sys.argv[1] == "a":  # TRL's own decision: every plan() would otherwise compact on the CPU

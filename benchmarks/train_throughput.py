@@ -192,7 +192,7 @@ def run_sft(variant: str, model_dir: Path, rows: list[dict], out: Path, expert_a
         return SFTTrainer(model=str(model_dir), args=args, train_dataset=dataset, peft_config=lora_config(),
                           processing_class=tokenizer(model_dir))
     from llmloop.train import sft
-    from llmloop.train.common import StartingModel
+    from llmloop.train.recipe_base import StartingModel
     from llmloop.train.config import SFTConfig as Ours
 
     fields = dict(model=str(model_dir), dataset="bench", finetuning="lora", tokenizer=str(model_dir.parent / "tokenizer"),
@@ -225,7 +225,7 @@ def run_dpo(variant: str, model_dir: Path, rows: list[dict], out: Path, expert_a
         return DPOTrainer(model=str(model_dir), args=args, train_dataset=dataset, peft_config=lora_config(),
                           processing_class=tokenizer(model_dir))
     from llmloop.train import dpo
-    from llmloop.train.common import StartingModel
+    from llmloop.train.recipe_base import StartingModel
     from llmloop.train.config import DPOConfig as Ours
 
     config = Ours(model=str(model_dir), dataset="bench", finetuning="lora", tokenizer=str(model_dir.parent / "tokenizer"),

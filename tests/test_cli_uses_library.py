@@ -42,7 +42,7 @@ def test_cli_files_import_no_store_module() -> None:
 
 def test_the_check_sees_every_way_to_import_the_store(tmp_path: Path) -> None:
     for source in ("from llmloop.store import open_database", "import llmloop.store.registry",
-                   "def f():\n    from llmloop.store.jobs import get_job", "from ..store import traffic",
+                   "def f():\n    from llmloop.store.job_queue import get_job", "from ..store import traffic",
                    "from .. import store", "from llmloop import store"):
         path = tmp_path / "x.py"
         path.write_text(source)

@@ -1,4 +1,4 @@
-"""One error base, mapped once (``llmloop.errors``, ``cli/main.py:LlmloopGroup``, ``serve/errors.py:http_error``).
+"""One error base, mapped once (``llmloop.errors``, ``cli/main.py:LlmloopGroup``, ``serve/http_errors.py:http_error``).
 
 Every exception class llmloop defines derives from ``LlmloopError``; the CLI turns one into its
 message and exit code (2: the user's to fix), the HTTP API into its status and OpenAI's error body.
@@ -30,7 +30,7 @@ from llmloop.errors import (
 )
 
 # Signals that must pass through ``except Exception`` (a cancel, a body over the limit): not errors.
-SIGNALS = {"llmloop.api.tasks.Cancelled", "llmloop.train.jobs.JobCancelled", "llmloop.serve.gateway._TooLarge"}
+SIGNALS = {"llmloop.api.tasks.Cancelled", "llmloop.train.job_runner.JobCancelled", "llmloop.serve.gateway._TooLarge"}
 # The fault drill's stand-in for an unexpected engine failure: it must behave as a bug does (a 500).
 BUG_STANDINS = {"llmloop.demo.faults.InjectedFault"}
 
@@ -179,7 +179,7 @@ def test_http_error_renders_any_llmloop_error() -> None:
     import json
 
     from llmloop.data.rows import DataValidationError
-    from llmloop.serve.errors import ServingError, http_error
+    from llmloop.serve.http_errors import ServingError, http_error
 
     r = http_error(DataValidationError([]))
     assert r.status_code == 422 and json.loads(r.body)["error"]["code"] == "invalid_rows"

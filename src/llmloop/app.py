@@ -48,7 +48,7 @@ def create_app(db: Database | None = None, engine: Engine | None = None,
 
 
 def _loop_metrics(app: FastAPI, gateway: Gateway) -> None:
-    from llmloop.loop.metrics import (
+    from llmloop.loop.loop_metrics import (
         LoopCollector,  # the loop's series (issue 8), read from the store per scrape
     )
 

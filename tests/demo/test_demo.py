@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llmloop.demo.run import DemoConfig, run_demo
+from llmloop.demo.demo_loop import DemoConfig, run_demo
 from llmloop.store import feedback, registry, rounds
 
 

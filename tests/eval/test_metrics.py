@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from llmloop.eval import metrics as M
+from llmloop.eval import text_metrics as M
 
 
 def test_exact_match_normalises_case_punctuation_articles():

@@ -48,7 +48,7 @@ def test_rm_quality_runs_the_reward_model_on_a_stored_preference_set(db, reward_
 
 def test_perplexity_on_a_file_and_a_stored_text_set(db, tiny_model_dir, tmp_path):
     from llmloop.data.versions import write_version
-    from llmloop.eval.metrics import version_perplexity
+    from llmloop.eval.text_metrics import version_perplexity
     from llmloop.store import registry
 
     registry.register(db, name="c1.0", kind="completion", base_model=str(tiny_model_dir))

@@ -20,7 +20,7 @@ TIMEOUT_MIN = 0.01  # 0.6 s
 def _metrics(db):
     from prometheus_client.parser import text_string_to_metric_families
 
-    from llmloop.loop.metrics import render
+    from llmloop.loop.loop_metrics import render
 
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for fam in text_string_to_metric_families(render(db).decode()) for s in fam.samples}

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from llmloop.cli.main import app
-from llmloop.loop.metrics import LoopCollector
+from llmloop.loop.loop_metrics import LoopCollector
 from llmloop.store import loop_events, open_database, registry, rounds, traffic
 
 from test_round import _votes, make_policy

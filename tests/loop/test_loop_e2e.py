@@ -17,7 +17,7 @@ from test_round import make_policy, production
 
 from llmloop.demo import users
 from llmloop.demo.faults import FaultyGateway
-from llmloop.demo.traffic import UserTraffic
+from llmloop.demo.simulated_traffic import UserTraffic
 from llmloop.inference.embedded import EmbeddedEngine
 from llmloop.loop.controller import run_once
 from llmloop.serve.process import GatewayProcess

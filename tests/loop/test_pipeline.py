@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from llmloop.cli.main import app
 from llmloop.data.versions import write_version
 from llmloop.loop.pipeline import PipelineError, load_pipeline
-from llmloop.store import jobs, loop_events, open_database, registry
+from llmloop.store import job_queue, loop_events, open_database, registry
 
 from test_round import CURT, HELPFUL
 
@@ -75,7 +75,7 @@ def test_a_pipeline_runs_each_step_as_a_job_and_resumes_after_a_failure(tiny_mod
     assert {(c.version_x, c.version_y) for c in saved_comparisons(db)} == {(v_sft, "v1.0"), (v_dpo, v_sft)}
     assert len(steps["scan"].outputs["points"]) == 2
     assert registry.get(db, "production").name == v_dpo  # the gate promoted it
-    kinds = {jobs.get_job(db, s.job_id).stage for s in steps.values()}
+    kinds = {job_queue.get_job(db, s.job_id).stage for s in steps.values()}
     assert kinds == {"sft", "dpo", "eval", "merge_scan", "gate"}
     report = json.loads(Path(run.report_path).read_text())
     assert report["status"] == "succeeded" and [s["id"] for s in report["steps"]] == [s["id"] for s in spec["steps"]]

@@ -131,7 +131,7 @@ def test_a_failed_round_releases_its_feedback_for_the_next_round(db, tiny_model_
 
 
 def test_data_policy_filters_dedups_holds_out_flips_and_refuses_contaminated_prompts(db, tmp_path):
-    from llmloop.loop.sources import collect
+    from llmloop.loop.round_data import collect
 
     _votes(db, 12)
     heldout = tmp_path / "eval.jsonl"
@@ -206,7 +206,7 @@ def _served(db, rid, prompt, output, version="v1.0"):
 def test_corrections_edits_judge_and_thumbs_sources_each_account_for_every_item(db, tmp_path):
     import sqlalchemy as sa
 
-    from llmloop.loop.sources import collect, training_rows
+    from llmloop.loop.round_data import collect, training_rows
     from llmloop.store.db import utcnow
     from llmloop.store.tables import feedback_events
 
@@ -223,7 +223,7 @@ def test_corrections_edits_judge_and_thumbs_sources_each_account_for_every_item(
     seed.battle(db, battle_id="quiet", user_id="u5", messages=[{"role": "user", "content": "Do you ship to Oslo?"}],
                 answers=[("qa", "v1.0", CURT), ("qb", "v1.0", HELPFUL)])
 
-    from llmloop.loop.metrics import render
+    from llmloop.loop.loop_metrics import render
 
     pending = render(db).decode()  # /metrics counts the thumbs-down with a correction as a pending pair
     assert 'llmloop_loop_pairs_pending{source="thumbs"} 1.0' in pending
@@ -266,7 +266,7 @@ def test_the_guard_set_rejects_a_candidate_that_regresses_and_holdout_prompts_jo
     """The guard's references are production's own greedy answers, so production scores 1.0 exact
     match and a differently initialised model ~0: a regression far beyond the tolerance."""
     from llmloop.inference.base import SamplingParams
-    from llmloop.loop.round import evaluate
+    from llmloop.loop.round_steps import evaluate
     from llmloop.models.tiny import TinyModelConfig, build_tiny_model
 
     production(db, tiny_model_dir)
@@ -300,7 +300,7 @@ def test_min_days_since_the_last_round_holds_the_trigger(db, tiny_model_dir, tmp
 
 def test_an_orpo_round_trains_the_candidate_with_stage_orpo(db, tiny_model_dir, tmp_path):
     """train.stage orpo: the round's pairs train an ORPO job from production's adapter; no reference model."""
-    from llmloop.store import jobs as store_jobs
+    from llmloop.store import job_queue
 
     production(db, tiny_model_dir)
     _votes(db, 6)
@@ -309,7 +309,7 @@ def test_an_orpo_round_trains_the_candidate_with_stage_orpo(db, tiny_model_dir, 
     p = make_policy(tmp_path, train={"stage": "orpo"})
     out = run_once(db, p, EmbeddedEngine(device="cpu"))
     assert out.status == "promoted" and out.pairs == 6, out
-    job = store_jobs.get_job(db, out.job_id)
+    job = job_queue.get_job(db, out.job_id)
     assert job.stage == "orpo" and job.status == "succeeded" and job.config["beta"] == 0.1
     v12 = registry.get(db, "v1.2")
     assert (v12.parent, v12.job_id, registry.get(db, "production").name) == ("v1.1", out.job_id, "v1.2")

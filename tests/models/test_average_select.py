@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llmloop.models.average import AverageConfig, run_average
-from llmloop.models.select import SelectConfig, select_checkpoint
+from llmloop.models.checkpoint_select import SelectConfig, select_checkpoint
 from llmloop.models.sources import SurgeryError
-from llmloop.store import jobs as store_jobs
+from llmloop.store import job_queue
 from llmloop.store import registry
 
 
@@ -32,8 +32,8 @@ def _checkpoints(job, src: Path, steps: list[int], weights_file: str = "model.sa
 
 def test_swa_and_ema_equal_their_definitions(db, tiny_model_dir):
     registry.register(db, name="v1.0", kind="chat", base_model=str(tiny_model_dir))
-    job = store_jobs.create_job(db, stage="sft", config={})
-    store_jobs.set_status(db, job.id, "succeeded", result={"model_version": "v1.0"})
+    job = job_queue.create_job(db, stage="sft", config={})
+    job_queue.set_status(db, job.id, "succeeded", result={"model_version": "v1.0"})
     states = _checkpoints(job, tiny_model_dir, [10, 20, 30])
     name = next(iter(states[0]))
     out, v, rep = run_average(db, AverageConfig(job=job.id, method="swa"))
@@ -52,8 +52,8 @@ def test_swa_and_ema_equal_their_definitions(db, tiny_model_dir):
 def test_average_of_adapter_checkpoints_stays_an_adapter(db, tiny_model_dir, adapters):
     registry.register(db, name="v1.0", kind="chat", base_model=str(tiny_model_dir))
     registry.register(db, name="v1.1", kind="chat", base_model=str(tiny_model_dir), adapter_path=str(adapters[0]), parent="v1.0")
-    job = store_jobs.create_job(db, stage="dpo", config={})
-    store_jobs.set_status(db, job.id, "succeeded", result={"model_version": "v1.1"})
+    job = job_queue.create_job(db, stage="dpo", config={})
+    job_queue.set_status(db, job.id, "succeeded", result={"model_version": "v1.1"})
     states = _checkpoints(job, adapters[0], [5, 10], "adapter_model.safetensors")
     out, v, _ = run_average(db, AverageConfig(job=job.id))
     n = next(iter(states[0]))
@@ -62,7 +62,7 @@ def test_average_of_adapter_checkpoints_stays_an_adapter(db, tiny_model_dir, ada
 
 
 def test_average_needs_two_checkpoints(db, tiny_model_dir):
-    job = store_jobs.create_job(db, stage="sft", config={})
+    job = job_queue.create_job(db, stage="sft", config={})
     _checkpoints(job, tiny_model_dir, [10])
     with pytest.raises(SurgeryError, match="save_strategy=steps"):
         run_average(db, AverageConfig(job=job.id))
@@ -70,13 +70,13 @@ def test_average_needs_two_checkpoints(db, tiny_model_dir):
 
 def _log(db, job, train: dict[int, float], evals: dict[int, float]) -> None:
     for step, loss in train.items():
-        store_jobs.add_metrics(db, job.id, step, {"loss": loss})
+        job_queue.add_metrics(db, job.id, step, {"loss": loss})
     for step, val in evals.items():
-        store_jobs.add_metrics(db, job.id, step, {"eval_loss": val})
+        job_queue.add_metrics(db, job.id, step, {"eval_loss": val})
 
 
 def test_select_finds_best_and_detects_overfitting(db, tiny_model_dir):
-    job = store_jobs.create_job(db, stage="sft", config={})
+    job = job_queue.create_job(db, stage="sft", config={})
     for step in (10, 20, 30, 40, 50, 60):
         (Path(job.output_dir) / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
     train = {s: 2.0 - s / 40 for s in range(5, 65, 5)}  # always falling
@@ -90,7 +90,7 @@ def test_select_finds_best_and_detects_overfitting(db, tiny_model_dir):
 
 
 def test_select_uses_trainer_state_and_saved_checkpoints_only(db, tiny_model_dir):
-    job = store_jobs.create_job(db, stage="sft", config={})
+    job = job_queue.create_job(db, stage="sft", config={})
     ck = Path(job.output_dir) / "checkpoints"
     for step in (20, 40):
         (ck / f"checkpoint-{step}").mkdir(parents=True)
@@ -106,8 +106,8 @@ def test_select_uses_trainer_state_and_saved_checkpoints_only(db, tiny_model_dir
 
 def test_select_registers_the_checkpoint(db, tiny_model_dir):
     registry.register(db, name="v1.0", kind="chat", base_model=str(tiny_model_dir))
-    job = store_jobs.create_job(db, stage="sft", config={})
-    store_jobs.set_status(db, job.id, "succeeded", result={"model_version": "v1.0"})
+    job = job_queue.create_job(db, stage="sft", config={})
+    job_queue.set_status(db, job.id, "succeeded", result={"model_version": "v1.0"})
     _checkpoints(job, tiny_model_dir, [10, 20])
     _log(db, job, {10: 1.0, 20: 0.9}, {10: 1.2, 20: 1.3})
     sel = select_checkpoint(db, SelectConfig(job=job.id, register_version=True))

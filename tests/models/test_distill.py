@@ -6,7 +6,7 @@ import pytest
 
 from llmloop.models.distill import DistillConfig, run_distill
 from llmloop.models.sources import SurgeryError
-from llmloop.store import jobs as store_jobs
+from llmloop.store import job_queue
 from llmloop.store import registry
 
 
@@ -35,8 +35,8 @@ def test_gkd_moves_the_student_towards_the_teacher(db, tiny_model_dir, tiny_b_di
     assert v.parent == "v1.0" and v.base_model == str(out.resolve()) and v.job_id == rep["job"]
     lin = registry.get_lineage(db, v.name)
     assert lin.operation == "distill" and lin.parents == ["v1.0", str(tiny_b_dir)]
-    assert store_jobs.get_job(db, rep["job"]).status == "succeeded"
-    assert len(store_jobs.get_metrics(db, rep["job"])) >= 12
+    assert job_queue.get_job(db, rep["job"]).status == "succeeded"
+    assert len(job_queue.get_metrics(db, rep["job"])) >= 12
 
 
 @pytest.mark.slow
@@ -58,4 +58,4 @@ def test_vocabulary_mismatch_is_refused(db, tiny_model_dir, tmp_path):
     registry.register(db, name="v1.0", kind="chat", base_model=str(tiny_model_dir))
     with pytest.raises(SurgeryError, match="vocab_size"):
         run_distill(db, DistillConfig(teacher="v1.0", student=str(other), dataset="faq", max_steps=1))
-    assert store_jobs.list_jobs(db) == []
+    assert job_queue.list_jobs(db) == []

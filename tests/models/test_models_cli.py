@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from llmloop.cli.main import app
-from llmloop.store import jobs as store_jobs
+from llmloop.store import job_queue
 from llmloop.store import registry
 
 runner = CliRunner()
@@ -34,7 +34,7 @@ def test_registry_commands(db, tiny_model_dir, adapters):
 
     ds = write_version(db, [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}],
                        name="faq", kind="sft", source_format="messages")
-    job = store_jobs.create_job(db, stage="dpo", config={"model": "v1.0", "dataset": "faq", "beta": 0.1, "learning_rate": 5e-6})
+    job = job_queue.create_job(db, stage="dpo", config={"model": "v1.0", "dataset": "faq", "beta": 0.1, "learning_rate": 5e-6})
     registry.register(db, name="v1.0", kind="chat", base_model=str(tiny_model_dir), dataset_versions=[ds.id])
     registry.register(db, name="v1.1", kind="chat", base_model=str(tiny_model_dir), adapter_path=str(adapters[0]),
                       parent="v1.0", job_id=job.id, dataset_versions=[ds.id])
@@ -93,11 +93,11 @@ def test_surgery_commands(db, tiny_model_dir, tiny_b_dir, tmp_path):
 def test_select_and_average_commands(db, tiny_model_dir):
     import shutil
 
-    job = store_jobs.create_job(db, stage="sft", config={})
+    job = job_queue.create_job(db, stage="sft", config={})
     for step, (loss, ev) in zip((10, 20, 30), ((1.0, 1.1), (0.8, 1.0), (0.6, 1.2))):
         shutil.copytree(tiny_model_dir, f"{job.output_dir}/checkpoints/checkpoint-{step}")
-        store_jobs.add_metrics(db, job.id, step, {"loss": loss})
-        store_jobs.add_metrics(db, job.id, step, {"eval_loss": ev})
+        job_queue.add_metrics(db, job.id, step, {"loss": loss})
+        job_queue.add_metrics(db, job.id, step, {"eval_loss": ev})
     out = _ok(["select-checkpoint", job.id, "--patience", "1"])
     assert "best: step 20" in out and "overfitting: from step 30" in out
     out = _ok(["average", job.id, "--method", "ema", "--decay", "0.7", "--steps", "20,30"])

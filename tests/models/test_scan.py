@@ -21,7 +21,7 @@ def _eval_set(path, n=4):
 def test_scan_scores_each_ratio_and_registers_the_best(db, tiny_model_dir, tiny_b_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmloop.eval.metrics import perplexity
+    from llmloop.eval.text_metrics import perplexity
     from llmloop.eval.evalset import read_eval_set
 
     registry.register(db, name="v1.0", kind="chat", base_model=str(tiny_model_dir))

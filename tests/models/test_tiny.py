@@ -1,5 +1,7 @@
 import hashlib
 
+import pytest
+
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from typer.testing import CliRunner
 
@@ -46,8 +48,15 @@ def test_tokenizer_template_and_stopping(tiny_model_dir):
     assert gen.shape[1] - prompt["input_ids"].shape[1] == 5
 
 
-def test_cli_builds_a_model(tmp_path):
-    r = CliRunner().invoke(app, ["model", "tiny", "--out", str(tmp_path / "m"), "--hidden-size", "32", "--layers", "1",
+@pytest.mark.parametrize("group", ["models", "model"])  # `model`: the old, hidden spelling
+def test_cli_builds_a_model(tmp_path, group):
+    r = CliRunner().invoke(app, [group, "tiny", "--out", str(tmp_path / "m"), "--hidden-size", "32", "--layers", "1",
                                  "--vocab-size", "600"])
     assert r.exit_code == 0, r.output
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "m").config.hidden_size == 32
+
+
+def test_only_one_models_group_is_listed():
+    r = CliRunner().invoke(app, ["--help"])
+    commands = [line.split()[1] for line in r.output.splitlines() if line.startswith("│ ") and len(line.split()) > 1]
+    assert r.exit_code == 0 and "models" in commands and "model" not in commands

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from llmloop.models.average import AverageConfig, job_checkpoints, run_average
-from llmloop.models.select import SelectConfig, select_checkpoint
+from llmloop.models.checkpoint_select import SelectConfig, select_checkpoint
 from llmloop.store import registry
 
 
@@ -18,7 +18,7 @@ from llmloop.store import registry
 def test_select_and_average_a_real_lora_sft_job(db, tiny_model_dir):
     from llmloop.data.versions import write_version
     from llmloop.train.config import SFTConfig
-    from llmloop.train.jobs import run_training
+    from llmloop.train.job_runner import run_training
 
     torch.set_num_threads(1)
     rows = [json.loads(line) for line in files("llmloop.resources").joinpath("demo/sft.jsonl").read_text(encoding="utf-8").splitlines()[:24]]

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from llmloop.demo import users
-from llmloop.demo.run import DemoConfig, run_demo
+from llmloop.demo.demo_loop import DemoConfig, run_demo
 from llmloop.store import feedback, registry
 
 NAME = "smollm2-135m-instruct"

@@ -36,7 +36,7 @@ def trained(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # noq
     from llmloop.data.importer import import_file
     from llmloop.store import open_database, registry
     from llmloop.train.config import DPOConfig, SFTConfig
-    from llmloop.train.jobs import run_training
+    from llmloop.train.job_runner import run_training
     from llmloop.workspace import get_workspace
 
     home = tmp_path_factory.mktemp("trained")
@@ -67,7 +67,7 @@ def test_sft_learns_only_the_assistant_turns_with_smollm2s_template(smollm2_dir:
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from llmloop.train.common import StartingModel
+    from llmloop.train.recipe_base import StartingModel
     from llmloop.train.config import SFTConfig
     from llmloop.train.sft import build_trainer, has_generation_markers
 

@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from llmloop.cli.main import app as cli
-from llmloop.serve.metrics import ServeMetrics
+from llmloop.serve.request_metrics import ServeMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

@@ -21,9 +21,9 @@ def test_qlora_trains_an_adapter_over_a_quantised_base(db, datasets, tiny_model_
     pytest.importorskip("bitsandbytes")
     import bitsandbytes as bnb
 
-    from llmloop.train.common import StartingModel, load_policy
+    from llmloop.train.recipe_base import StartingModel, load_policy
     from llmloop.train.config import SFTConfig
-    from llmloop.train.jobs import run_training
+    from llmloop.train.job_runner import run_training
     from llmloop.train.speed import plan
 
     config = SFTConfig(model=str(tiny_model_dir), dataset="faq", finetuning="qlora", qlora_bits=bits,
@@ -43,7 +43,7 @@ def test_qlora_trains_an_adapter_over_a_quantised_base(db, datasets, tiny_model_
 @pytest.mark.parametrize("stage", [2, 3])
 def test_deepspeed_zero_job_through_accelerate_launch(db, datasets, tiny_model_dir, stage):
     pytest.importorskip("deepspeed")
-    from llmloop.store import jobs as store_jobs
+    from llmloop.store import job_queue
     from llmloop.train.config import SFTConfig
     from llmloop.train.worker import run_claimed, submit
 
@@ -52,8 +52,8 @@ def test_deepspeed_zero_job_through_accelerate_launch(db, datasets, tiny_model_d
                        accelerate_config=str(ACCELERATE / f"zero{stage}.yaml"),
                        **{**TINY, "per_device_train_batch_size": max(1, 8 // gpus)})
     job = submit(db, "sft", config, gpus=gpus)
-    store_jobs.claim(db, job.id, "w")
-    done = run_claimed(db, store_jobs.get_job(db, job.id))
+    job_queue.claim(db, job.id, "w")
+    done = run_claimed(db, job_queue.get_job(db, job.id))
     log = Path(job.log_path).read_text()
     assert done.status == "succeeded", (done.error, log[-4000:])
     assert "DeepSpeed" in log or "deepspeed" in log, log[-3000:]
@@ -69,8 +69,8 @@ def test_lora_input_cast_changes_no_gradient_on_cuda(tiny_model_dir, monkeypatch
     (off is the default), and both within bf16 rounding of an fp32 run. (With dropout on, CUDA draws
     another mask for a bf16 input than for an fp32 one: a different dropout sample, which is what the
     27% gradient difference in NOTES, session 4, measured.)"""
-    from llmloop.train import common
-    from llmloop.train.common import StartingModel, load_policy
+    from llmloop.train import recipe_base
+    from llmloop.train.recipe_base import StartingModel, load_policy
     from llmloop.train.config import SFTConfig
     from llmloop.train.speed import plan
 
@@ -79,7 +79,7 @@ def test_lora_input_cast_changes_no_gradient_on_cuda(tiny_model_dir, monkeypatch
                            speed={"lora_input_cast": cast, "attention": "eager", "padding_free": False})
         speed = plan(config.speed, "sft")
         assert speed.lora_input_cast is cast
-        monkeypatch.setattr(common, "_dtype", lambda config: torch.float32 if fp32 else torch.bfloat16)
+        monkeypatch.setattr(recipe_base, "_dtype", lambda config: torch.float32 if fp32 else torch.bfloat16)
         model = load_policy(StartingModel(str(tiny_model_dir), str(tiny_model_dir)), config, speed).cuda()
         model.train()
         for name, p in model.named_parameters():  # lora_B starts at zero: give lora_A a gradient too

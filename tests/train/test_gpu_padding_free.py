@@ -135,7 +135,7 @@ def test_padding_free_dpo_trainer_logs_the_same_log_probs_as_padded(tmp_path):
     from tokenizers.pre_tokenizers import WhitespaceSplit
 
     from llmloop.train import dpo
-    from llmloop.train.common import StartingModel
+    from llmloop.train.recipe_base import StartingModel
     from llmloop.train.config import DPOConfig
 
     words = 200

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmloop.store import jobs as store_jobs
-from llmloop.train.common import TrainingInputError
+from llmloop.store import job_queue
+from llmloop.train.recipe_base import TrainingInputError
 from llmloop.train.config import DPOConfig, GRPOConfig, KTOConfig, PTConfig, SFTConfig
 from llmloop.train.llamafactory import export
 from llmloop.train.worker import run_claimed, submit
@@ -121,10 +121,10 @@ def test_backend_llamafactory_runs_the_cli_ingests_its_log_and_registers(db, dat
                                                                         monkeypatch):
     monkeypatch.setenv("LLMLOOP_LLAMAFACTORY_CLI", str(_fake_cli(tmp_path)))
     job = submit(db, "sft", SFTConfig(model=str(tiny_model_dir), dataset="faq"), backend="llamafactory")
-    store_jobs.claim(db, job.id, "w")
-    done = run_claimed(db, store_jobs.get_job(db, job.id))
+    job_queue.claim(db, job.id, "w")
+    done = run_claimed(db, job_queue.get_job(db, job.id))
     assert done.status == "succeeded", done.error
-    assert [m["loss"] for m in store_jobs.get_metrics(db, job.id)] == [2.0, 1.0, 2.0 / 3]
+    assert [m["loss"] for m in job_queue.get_metrics(db, job.id)] == [2.0, 1.0, 2.0 / 3]
     ours = [json.loads(line) for line in (Path(job.output_dir) / "trainer_log.jsonl").read_text().splitlines()]
     assert [r["current_steps"] for r in ours] == [1, 2, 3]
     assert done.result["backend"] == "llamafactory" and done.result["model_version"] == "v1.0"
@@ -132,13 +132,13 @@ def test_backend_llamafactory_runs_the_cli_ingests_its_log_and_registers(db, dat
 
     monkeypatch.setenv("FAKE_LF_FAIL", "1")
     failed = submit(db, "sft", SFTConfig(model=str(tiny_model_dir), dataset="faq"), backend="llamafactory")
-    store_jobs.claim(db, failed.id, "w")
-    result = run_claimed(db, store_jobs.get_job(db, failed.id))
+    job_queue.claim(db, failed.id, "w")
+    result = run_claimed(db, job_queue.get_job(db, failed.id))
     assert result.status == "failed" and "exited with code 3" in result.error
     assert "CUDA out of memory" in Path(failed.log_path).read_text()
 
     monkeypatch.setenv("LLMLOOP_LLAMAFACTORY_CLI", str(tmp_path / "missing"))
     missing = submit(db, "sft", SFTConfig(model=str(tiny_model_dir), dataset="faq"), backend="llamafactory")
-    store_jobs.claim(db, missing.id, "w")
-    result = run_claimed(db, store_jobs.get_job(db, missing.id))
+    job_queue.claim(db, missing.id, "w")
+    result = run_claimed(db, job_queue.get_job(db, missing.id))
     assert result.status == "failed" and "LLMLOOP_LLAMAFACTORY_CLI" in result.error

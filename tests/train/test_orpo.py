@@ -11,10 +11,10 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from llmloop.store import jobs as store_jobs
+from llmloop.store import job_queue
 from llmloop.store import registry
 from llmloop.train.config import ConfigError, ORPOConfig, load_config
-from llmloop.train.jobs import run_training
+from llmloop.train.job_runner import run_training
 from tiny_runs import TINY
 
 PROMPT = [{"role": "user", "content": "Can I return the kettle?"}]
@@ -54,9 +54,9 @@ def test_orpo_trains_a_new_adapter_as_a_job_and_prefers_the_chosen_answers(db, d
     config = ORPOConfig(model=str(tiny_model_dir), dataset="prefs", learning_rate=5e-3, max_steps=6, **TINY)
     result = run_training(db, "orpo", config)
 
-    job = store_jobs.get_job(db, result.job.id)
+    job = job_queue.get_job(db, result.job.id)
     assert job.stage == "orpo" and job.status == "succeeded"
-    logged = [m for m in store_jobs.get_metrics(db, job.id) if "loss" in m]
+    logged = [m for m in job_queue.get_metrics(db, job.id) if "loss" in m]
     losses = [m["loss"] for m in logged]
     assert len(losses) == 6 and losses[-1] < losses[0], losses
     assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "accuracy"} <= set(logged[-1])  # as dpo records
@@ -106,6 +106,6 @@ def test_orpo_is_reachable_only_as_its_own_stage(db, datasets, tiny_model_dir, t
     r = CliRunner().invoke(app, ["train", "dpo", "--set", f"model={tiny_model_dir}", "--set", "dataset=prefs",
                                  "--set", "method=orpo"])
     assert r.exit_code == 2 and "llmloop train orpo" in r.output and "Traceback" not in r.output
-    assert store_jobs.list_jobs(db) == []
+    assert job_queue.list_jobs(db) == []
     paper = load_config("orpo", Path(__file__).resolve().parents[2] / "configs" / "orpo" / "paper.yaml")
     assert isinstance(paper, ORPOConfig) and paper.learning_rate == 8e-6

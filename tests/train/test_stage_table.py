@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from llmloop.cli.main import app
-from llmloop.train import jobs
+from llmloop.train import job_runner
 from llmloop.train.config import CONFIGS, STAGE_TABLE, STAGES, GRPOConfig, SFTConfig, load_config
 
 runner = CliRunner()
@@ -18,11 +18,11 @@ runner = CliRunner()
 def test_the_stage_table_is_the_one_list():
     assert STAGES == ("pt", "sft", "dpo", "orpo", "kto", "rm", "grpo", "ppo")
     assert CONFIGS == {s.name: s.config for s in STAGE_TABLE}
-    assert jobs.DATASET_KIND == {s.name: s.dataset_kind for s in STAGE_TABLE}
-    assert jobs.MODEL_KIND == {s.name: s.model_kind for s in STAGE_TABLE if s.model_kind}
-    assert "rm" not in jobs.MODEL_KIND  # a scorer, not registered as a version
+    assert job_runner.DATASET_KIND == {s.name: s.dataset_kind for s in STAGE_TABLE}
+    assert job_runner.MODEL_KIND == {s.name: s.model_kind for s in STAGE_TABLE if s.model_kind}
+    assert "rm" not in job_runner.MODEL_KIND  # a scorer, not registered as a version
     for s in STAGE_TABLE:  # every recipe imports and is the module's run()
-        assert jobs.RECIPES[s.name] is s.recipe_function() and s.recipe_function().__name__ == "run"
+        assert job_runner.RECIPES[s.name] is s.recipe_function() and s.recipe_function().__name__ == "run"
 
 
 def test_every_stage_is_a_train_command_with_its_help_and_keys():
@@ -49,10 +49,10 @@ def test_values_lay_over_the_preset_and_name_their_origin(tmp_path):
 
 def test_an_input_error_is_classified_as_such_and_a_crash_keeps_its_traceback(db, datasets, tiny_model_dir,
                                                                                tmp_path, monkeypatch):
-    with pytest.raises(jobs.JobFailed) as info:
-        jobs.run_training(db, "sft", SFTConfig(model=str(tiny_model_dir), dataset="nope", max_steps=1))
+    with pytest.raises(job_runner.JobFailed) as info:
+        job_runner.run_training(db, "sft", SFTConfig(model=str(tiny_model_dir), dataset="nope", max_steps=1))
     failed = info.value.job
-    assert info.value.user_error and jobs.job_failed_on_input(failed)
+    assert info.value.user_error and job_runner.job_failed_on_input(failed)
     assert failed.result == {"failed_on_input": True, "traceback": None}
 
     # a user reward function that crashes: a bug in the run, not the input
@@ -61,10 +61,10 @@ def test_an_input_error_is_classified_as_such_and_a_crash_keeps_its_traceback(db
     config = GRPOConfig(model=str(tiny_model_dir), dataset="math", max_steps=1, per_device_train_batch_size=2,
                         num_generations=2, max_completion_length=4, rewards=["crashing_reward:boom"],
                         plot_loss=False, register={"enabled": False})
-    with pytest.raises(jobs.JobFailed) as info:
-        jobs.run_training(db, "grpo", config)
-    crashed = jobs.get_job(db, info.value.job.id)
-    assert not info.value.user_error and not jobs.job_failed_on_input(crashed) and crashed.status == "failed"
+    with pytest.raises(job_runner.JobFailed) as info:
+        job_runner.run_training(db, "grpo", config)
+    crashed = job_runner.get_job(db, info.value.job.id)
+    assert not info.value.user_error and not job_runner.job_failed_on_input(crashed) and crashed.status == "failed"
     assert "ZeroDivisionError: boom" in crashed.result["traceback"] and "Traceback" in crashed.result["traceback"]
-    assert [j.id for j in jobs.list_jobs(db)] == [failed.id, crashed.id]  # both went through submit
+    assert [j.id for j in job_runner.list_jobs(db)] == [failed.id, crashed.id]  # both went through submit
     sys.modules.pop("crashing_reward", None)

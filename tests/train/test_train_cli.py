@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from llmloop.cli.main import app
-from llmloop.store import jobs as store_jobs
+from llmloop.store import job_queue
 
 runner = CliRunner()
 
@@ -26,7 +26,7 @@ def test_train_then_inspect_the_job(db, datasets, tiny_model_dir, tmp_path):
     result = runner.invoke(app, ["train", "pt", "-c", str(_yaml(tmp_path, tiny_model_dir, "corpus")),
                                  "--set", "register.note=from the cli"])
     assert result.exit_code == 0, result.output
-    (job,) = store_jobs.list_jobs(db)
+    (job,) = job_queue.list_jobs(db)
     assert job.status == "succeeded" and job.config["register"]["note"] == "from the cli"
     assert "train pt: succeeded" in result.output and job.id in result.output
     assert "c1.0 (completion, candidate" in result.output and "→" in result.output

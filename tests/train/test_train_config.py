@@ -123,7 +123,7 @@ def test_lora_input_cast_is_off_unless_turned_on_and_applied_to_every_lora_layer
     whose completions TRL generates outside autocast), and applied to every LoRA layer either way."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    from llmloop.train.common import StartingModel, load_policy
+    from llmloop.train.recipe_base import StartingModel, load_policy
     from llmloop.train.config import SFTConfig, SpeedSettings, TrainingInputError
     from llmloop.train.speed import plan
 
@@ -148,12 +148,12 @@ def test_lora_input_cast_changes_no_gradient_under_bf16_autocast(tiny_model_dir,
     input cast, which only copies the input to fp32 before autocast copies it back."""
     import torch
 
-    from llmloop.train import common
-    from llmloop.train.common import StartingModel, load_policy
+    from llmloop.train import recipe_base
+    from llmloop.train.recipe_base import StartingModel, load_policy
     from llmloop.train.config import SFTConfig
     from llmloop.train.speed import plan
 
-    monkeypatch.setattr(common, "_dtype", lambda config: torch.bfloat16)
+    monkeypatch.setattr(recipe_base, "_dtype", lambda config: torch.bfloat16)
     start = StartingModel(str(tiny_model_dir), str(tiny_model_dir))
 
     def loss_and_grads(cast: bool):

@@ -14,20 +14,20 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from llmloop.store import jobs as store_jobs
+from llmloop.store import job_queue
 from llmloop.store import registry
 from llmloop.train.config import DPOConfig, PTConfig, SFTConfig
-from llmloop.train.jobs import JobFailed, run_training
+from llmloop.train.job_runner import JobFailed, run_training
 from tiny_runs import TINY  # every example fits one batch, the schedule is flat
 
 
 
 def _logged_losses(job_id: str, db) -> list[float]:  # noqa: ANN001
-    return [m["loss"] for m in store_jobs.get_metrics(db, job_id)]
+    return [m["loss"] for m in job_queue.get_metrics(db, job_id)]
 
 
 def _assert_job_recorded(db, result, steps: int) -> None:  # noqa: ANN001
-    job = store_jobs.get_job(db, result.job.id)
+    job = job_queue.get_job(db, result.job.id)
     assert job.status == "succeeded" and job.error is None
     assert job.started_at and job.finished_at
     assert job.result["output"] == str(result.output_dir)
@@ -136,21 +136,21 @@ def test_failed_runs_are_recorded_with_their_error(db, datasets, tiny_model_dir)
     with pytest.raises(JobFailed) as info:
         run_training(db, "sft", SFTConfig(model=str(tiny_model_dir), dataset="corpus", max_steps=1))
     assert info.value.user_error
-    job = store_jobs.get_job(db, info.value.job.id)
+    job = job_queue.get_job(db, info.value.job.id)
     assert job.status == "failed" and job.finished_at is not None
     assert "holds pt rows" in job.error and "needs sft rows" in job.error
     assert "failed" in Path(job.log_path).read_text()
 
     with pytest.raises(JobFailed, match="not a registered version or alias") as info:
         run_training(db, "dpo", DPOConfig(model="v9.9", dataset="prefs"))
-    assert info.value.user_error and store_jobs.get_job(db, info.value.job.id).status == "failed"
+    assert info.value.user_error and job_queue.get_job(db, info.value.job.id).status == "failed"
 
     with pytest.raises(JobFailed, match="no dataset version 'nope'"):
         run_training(db, "pt", PTConfig(model=str(tiny_model_dir), dataset="nope"))
 
     with pytest.raises(TypeError, match="needs a SFTConfig"):
         run_training(db, "sft", PTConfig(model="m", dataset="d"))
-    assert [j.status for j in store_jobs.list_jobs(db)] == ["failed"] * 3
+    assert [j.status for j in job_queue.list_jobs(db)] == ["failed"] * 3
     assert registry.list_versions(db) == []
 
 
@@ -160,7 +160,7 @@ def test_dpo_with_an_sft_term_adds_the_chosen_nll(db, datasets, tiny_model_dir):
     import math
 
     from llmloop.train.config import DPOConfig
-    from llmloop.train.jobs import run_training
+    from llmloop.train.job_runner import run_training
 
     common = {"model": str(tiny_model_dir), "dataset": "prefs", "max_steps": 2, "per_device_train_batch_size": 2,
               "max_length": 64, "logging_steps": 1, "plot_loss": False, "register": {"enabled": False}}

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from llmloop.store import jobs as store_jobs
+from llmloop.store import job_queue
 from llmloop.train.config import DPOConfig, GRPOConfig, KTOConfig, PPOConfig, RMConfig, SFTConfig
-from llmloop.train.jobs import JobFailed, run_training
+from llmloop.train.job_runner import JobFailed, run_training
 from tiny_runs import TINY, adapter_moved, logged_losses
 
 
@@ -103,7 +103,7 @@ def test_eval_split_early_stopping_and_best_checkpoint(db, datasets, tiny_model_
     evals = [r for r in rows if "eval_loss" in r]
     assert len(evals) == m["steps"]
     assert m["best_metric"] == pytest.approx(min(r["eval_loss"] for r in evals))
-    assert any(m["eval_loss"] for m in store_jobs.get_metrics(db, result.job.id) if "eval_loss" in m)
+    assert any(m["eval_loss"] for m in job_queue.get_metrics(db, result.job.id) if "eval_loss" in m)
 
 
 def test_dpo_on_a_merged_sft_adapter_trains_a_new_adapter(db, datasets, tiny_model_dir):

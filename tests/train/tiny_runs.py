@@ -14,9 +14,9 @@ TINY = dict(per_device_train_batch_size=8, max_length=64, logging_steps=1, lr_sc
 
 def logged_losses(db, job_id: str) -> list[float]:  # noqa: ANN001
     """The job's logged training losses (the store's metric rows that have one), in step order."""
-    from llmloop.store import jobs as store_jobs
+    from llmloop.store import job_queue
 
-    return [m["loss"] for m in store_jobs.get_metrics(db, job_id) if "loss" in m]
+    return [m["loss"] for m in job_queue.get_metrics(db, job_id) if "loss" in m]
 
 
 def adapter_moved(path: Path) -> bool:

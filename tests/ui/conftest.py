@@ -91,7 +91,7 @@ def _free_port() -> int:
 
 def _launch_ui(gateway: str, key: str, language: str = "en") -> Iterator[str]:
     pytest.importorskip("gradio")
-    from llmloop.ui.app import build_ui
+    from llmloop.ui.blocks import build_ui
     from llmloop.ui.client import GatewayClient
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

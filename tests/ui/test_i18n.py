@@ -17,7 +17,7 @@ def test_t_formats_and_falls_back():
 
 
 def test_command_line_hints_become_this_pages_controls():
-    from llmloop.ui.errors import error_text, for_page
+    from llmloop.ui.error_text import error_text, for_page
 
     msg = ("tickets.jsonl, row 2: instruction is empty. To import the 1 valid row(s) and leave out the rest, "
            "pass --skip-invalid.")

@@ -281,7 +281,7 @@ def test_dataset_dropdown_pages_rows_as_a_table_and_stats_in_words(page, ui_home
 def test_train_offers_every_stage_validates_datasets_and_runs_from_the_form(page, ui_home, screenshot):  # noqa: ANN001
     """Item 5: three of eight stages, an unknown dataset passed validation, "--set" in the page;
     parity: form widgets; item 7: config dumps in the log, job ids copied by hand."""
-    from llmloop.store import jobs
+    from llmloop.store import job_queue
 
     _, db = ui_home
     page.get_by_role("tab", name="Train").click()
@@ -314,8 +314,8 @@ def test_train_offers_every_stage_validates_datasets_and_runs_from_the_form(page
     page.locator("#train-progress [data-status=succeeded], #train-progress [data-status=failed]").wait_for(timeout=300_000)
     progress = page.locator("#train-progress").inner_text()
     assert "12/12 (100%)" in progress and "loss" in progress
-    (job,) = jobs.list_jobs(db)
-    steps = jobs.get_metrics(db, job.id)
+    (job,) = job_queue.list_jobs(db)
+    steps = job_queue.get_metrics(db, job.id)
     assert job.status == "succeeded" and len(steps) == 12 and steps[-1]["loss"] < steps[0]["loss"]
     assert job.config["dataset"] == "faq" and job.config["max_steps"] == 12  # what the form said
     log = _value(page, "#train-log")

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from llmloop.errors import LlmloopError
 from llmloop.serve.auth import Principal
-from llmloop.serve.errors import ServingError
+from llmloop.serve.http_errors import ServingError
 
 if TYPE_CHECKING:
     from llmloop.api.tasks import TaskRunner

@@ -36,7 +36,7 @@ def _check_name(value: str, what: str) -> str:
 
 
 class RunRequest(BaseModel):
-    """``llmloop.eval.run.EvalRunConfig`` without ``out_dir`` (the workspace chooses it)."""
+    """``llmloop.eval.eval_run.EvalRunConfig`` without ``out_dir`` (the workspace chooses it)."""
 
     model_config = ConfigDict(extra="forbid")
     config: dict[str, Any] = Field(description="EvalRunConfig fields: versions, data, max_tokens, temperature …")
@@ -52,7 +52,7 @@ def _runs_dir(db: Any) -> Path:
 
 
 def _run(db: Any, raw: dict[str, Any], task: Task) -> dict[str, Any]:
-    from llmloop.eval.run import EvalRunConfig, evaluate
+    from llmloop.eval.eval_run import EvalRunConfig, evaluate
 
     config = EvalRunConfig.model_validate({**raw, "out_dir": str(_runs_dir(db) / task.id)})
     outcome = evaluate(config, db, on_progress=lambda done, total: task.progress(done, total))
@@ -84,7 +84,7 @@ async def run(body: RunRequest, request: Request, principal: Principal = Admin) 
     if "out_dir" in body.config:
         raise ServingError("config.out_dir is chosen by the server (reports/eval-runs/<run id>); leave it out",
                            status=422, param="config.out_dir")
-    await blocking(request, _checked, "llmloop.eval.run.EvalRunConfig", body.config, {})
+    await blocking(request, _checked, "llmloop.eval.eval_run.EvalRunConfig", body.config, {})
     db = gateway(request).db
     return tasks(request).submit("eval-run", lambda t: _run(db, body.config, t)).view()
 

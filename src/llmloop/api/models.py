@@ -178,7 +178,7 @@ async def merge_scan(body: SurgeryRequest, request: Request, principal: Principa
 
 
 def _select(db: Any, raw: dict[str, Any]) -> Any:
-    from llmloop.models.select import SelectConfig, select_checkpoint
+    from llmloop.models.checkpoint_select import SelectConfig, select_checkpoint
 
     return select_checkpoint(db, SelectConfig.model_validate(raw))
 

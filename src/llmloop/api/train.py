@@ -101,7 +101,7 @@ def _inputs(db: Any, stage: str, cfg: Any) -> list[str]:
     """What the config names that the store must hold: the training (and evaluation) dataset, of the
     kind the stage trains on — the checks a launch would fail on, made before it."""
     from llmloop.data.catalog import list_datasets
-    from llmloop.train.jobs import stage_dataset
+    from llmloop.train.job_runner import stage_dataset
 
     problems = []
     refs = [("dataset", cfg.dataset)]
@@ -176,7 +176,7 @@ def _seconds(hms: str | None) -> float | None:
 
 
 def _job_view(db: Any, job_id: str) -> JobView:
-    from llmloop.store.jobs import get_job, get_metrics, get_run
+    from llmloop.store.job_queue import get_job, get_metrics, get_run
 
     job = get_job(db, job_id)
     steps = [r for r in get_metrics(db, job_id) if r.get("loss") is not None]
@@ -203,7 +203,7 @@ def _run_here(db: Any, job_id: str) -> None:
 
 def _launch(db: Any, body: LaunchRequest) -> JobView:
     from llmloop.train.config import ConfigError
-    from llmloop.train.jobs import submit
+    from llmloop.train.job_runner import submit
 
     cfg = load(body)
     problems = _inputs(db, body.stage, cfg)
@@ -224,7 +224,7 @@ async def launch(body: LaunchRequest, request: Request, principal: Principal = A
 
 @router.get("/jobs")
 async def jobs(request: Request, principal: Principal = Annotator) -> list[dict[str, Any]]:
-    from llmloop.store.jobs import list_jobs
+    from llmloop.store.job_queue import list_jobs
 
     return plain(list(reversed(await blocking(request, list_jobs, gateway(request).db))))
 
@@ -238,7 +238,7 @@ async def job(job_id: str, request: Request, principal: Principal = Annotator) -
 @router.get("/jobs/{job_id}/metrics")
 async def metrics(job_id: str, request: Request, principal: Principal = Annotator) -> list[dict[str, Any]]:
     """Every logged step: step, loss, lr, grad_norm, epoch, percentage, remaining_time …"""
-    from llmloop.store.jobs import get_job, get_metrics
+    from llmloop.store.job_queue import get_job, get_metrics
 
     db = gateway(request).db
     await blocking(request, get_job, db, job_id)  # 404 for an unknown job, not an empty list
@@ -246,7 +246,7 @@ async def metrics(job_id: str, request: Request, principal: Principal = Annotato
 
 
 def _log_tail(db: Any, job_id: str, lines: int) -> str:
-    from llmloop.store.jobs import get_job
+    from llmloop.store.job_queue import get_job
 
     path = Path(get_job(db, job_id).log_path)
     if not path.is_file():

@@ -29,7 +29,7 @@ def demo(
     model → LoRA SFT (v1.0) → serve → users vote (English) → DPO (v1.1) → win rate → canary → promote →
     the fault drill."""
     from llmloop.data.database import open_workspace_database
-    from llmloop.demo.run import DemoConfig, run_demo
+    from llmloop.demo.demo_loop import DemoConfig, run_demo
     from llmloop.models.registry import list_versions
     from llmloop.workspace import get_workspace
 

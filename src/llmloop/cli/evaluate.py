@@ -213,7 +213,7 @@ def perplexity(
     """Perplexity of a model on a text set (token-weighted over the whole set)."""
     from llmloop.data.database import open_workspace_database
     from llmloop.eval.evalset import load_texts
-    from llmloop.eval.metrics import version_perplexity
+    from llmloop.eval.text_metrics import version_perplexity
     from llmloop.eval.subjects import resolve_model
 
     db = open_workspace_database()
@@ -291,7 +291,7 @@ def run(
 
     from llmloop.eval.failures import describe
     from llmloop.eval.render import table_rows
-    from llmloop.eval.run import EvalRunConfig, evaluate
+    from llmloop.eval.eval_run import EvalRunConfig, evaluate
 
     cfg = _config(ctx, EvalRunConfig, config, dict(
         versions=versions, data=data, out_dir=out_dir, max_tokens=max_tokens, temperature=temperature, seed=seed,

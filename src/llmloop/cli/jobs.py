@@ -19,7 +19,7 @@ _STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "qu
 
 
 def _job(job_id: str):  # noqa: ANN202
-    from llmloop.train.jobs import get_job
+    from llmloop.train.job_runner import get_job
     from llmloop.data.database import open_workspace_database as open_database
 
     db = open_database()
@@ -40,7 +40,7 @@ def _status(job) -> str:  # noqa: ANN001
 @app.command("list")
 def list_() -> None:
     """All jobs, oldest first: stage, status, start (UTC), duration, final loss, registered version."""
-    from llmloop.train.jobs import list_jobs
+    from llmloop.train.job_runner import list_jobs
     from llmloop.data.database import open_workspace_database as open_database
 
     jobs = list_jobs(open_database())
@@ -64,7 +64,7 @@ def list_() -> None:
 @app.command("show")
 def show(job_id: str = typer.Argument(..., help="Job id, as `llmloop jobs list` shows it")) -> None:
     """One job: status, error, result, its config (as YAML) and a summary of its logged metrics."""
-    from llmloop.train.jobs import get_metrics, get_run
+    from llmloop.train.job_runner import get_metrics, get_run
 
     db, job = _job(job_id)
     head = Table(show_header=False, title=f"job {job.id}")
@@ -115,7 +115,7 @@ def logs(
     """Print the job's log file (library logs, warnings and the process's output)."""
     import time
 
-    from llmloop.train.jobs import get_job
+    from llmloop.train.job_runner import get_job
 
     db, job = _job(job_id)
     path = Path(job.log_path)
@@ -200,7 +200,7 @@ def plot(
     out: Path = typer.Option(None, "--out", "-o", help="PNG file to write (default: <job dir>/training_loss.png)"),
 ) -> None:
     """Draw the job's training (and evaluation) loss curve as a PNG."""
-    from llmloop.train.metrics import LOG_FILE, plot_loss
+    from llmloop.train.live_metrics import LOG_FILE, plot_loss
 
     _, job = _job(job_id)
     log_file = Path(job.output_dir) / LOG_FILE

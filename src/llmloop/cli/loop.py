@@ -64,7 +64,7 @@ def run_once(policy: str = typer.Option(..., "-c", "--policy", help=POLICY_HELP)
     from llmloop.data.database import open_workspace_database
     from llmloop.loop.controller import run_once as once
     from llmloop.loop.policy import load_policy
-    from llmloop.train.jobs import JobFailed
+    from llmloop.train.job_runner import JobFailed
 
     pol = load_policy(policy)
     db = open_workspace_database()

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from llmloop.cli import data, demo, evaluate, jobs, loop, model, models, serve, train, ui
+from llmloop.cli import data, demo, evaluate, jobs, loop, models, serve, train, ui
 from llmloop.cli import pipeline
 from llmloop.errors import LlmloopError
 
@@ -41,7 +41,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-app.add_typer(model.app, name="model")
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.add_typer(jobs.app, name="jobs")
@@ -52,6 +51,11 @@ app.add_typer(loop.app, name="loop")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(demo.app, name="demo")
 app.add_typer(ui.app, name="ui")
+
+# The old spelling of `llmloop models tiny` (one `models` group, issue 14), kept for scripts; hidden.
+_old_model = typer.Typer(no_args_is_help=True, hidden=True, help="Old name: use `llmloop models tiny`.")
+_old_model.command("tiny", help="Old name of `llmloop models tiny`.")(models.tiny)
+app.add_typer(_old_model, name="model", hidden=True)
 
 if __name__ == "__main__":
     app()

@@ -234,6 +234,22 @@ def archive(
     console.print(f"{v.name} archived")
 
 
+@app.command("tiny")
+def tiny(
+    out: Path = typer.Option(..., "--out", help="Directory to write the model and tokenizer to"),
+    seed: int = typer.Option(0, help="Seed for the random weights; same seed, same files"),
+    hidden_size: int = typer.Option(128, help="Width of the residual stream"),
+    layers: int = typer.Option(4, help="Number of transformer blocks"),
+    vocab_size: int = typer.Option(4096, help="BPE vocabulary size"),
+) -> None:
+    """Build a tiny Llama-architecture causal LM with a byte-level BPE tokenizer, offline (for demos and tests)."""
+    from llmloop.models.tiny import TinyModelConfig, build_tiny_model
+
+    cfg = TinyModelConfig(seed=seed, hidden_size=hidden_size, num_hidden_layers=layers, vocab_size=vocab_size)
+    path = build_tiny_model(out, cfg)
+    console.print(f"[green]tiny model written to[/green] {path}")
+
+
 # -- surgery ---------------------------------------------------------------------------------------
 @app.command("merge-lora")
 def merge_lora(
@@ -347,8 +363,8 @@ def select_checkpoint(
     name: Optional[str] = typer.Option(None, help="With --register: the version's name"),
 ) -> None:
     """Best checkpoint of a job by a validation metric, with overfitting detection, explained."""
-    from llmloop.models.select import SelectConfig
-    from llmloop.models.select import select_checkpoint as run
+    from llmloop.models.checkpoint_select import SelectConfig
+    from llmloop.models.checkpoint_select import select_checkpoint as run
 
     with _errors():
         sel = run(_db(), SelectConfig(job=job, metric=metric, mode=mode, patience=patience, register_version=register, name=name))

@@ -67,7 +67,7 @@ BACKEND_OPTION = typer.Option(
 def _train(stage: str, config: Path | None, overrides: list[str], gpus: int = 1, detach: bool = False,
            backend: str = "trl") -> None:
     from llmloop.train.config import load_config
-    from llmloop.train.jobs import get_job, job_failed_on_input, submit
+    from llmloop.train.job_runner import get_job, job_failed_on_input, submit
     from llmloop.data.database import open_workspace_database as open_database
     from llmloop.train.worker import cancel, run_here
 
@@ -105,7 +105,7 @@ def _follow(db, job_id: str, stage: str, thread) -> None:  # noqa: ANN001
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from llmloop.train.jobs import get_metrics
+    from llmloop.train.job_runner import get_metrics
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
@@ -135,7 +135,7 @@ def _summary(db, stage: str, job) -> None:  # noqa: ANN001
     if m.get("best_checkpoint"):
         table.add_row("best checkpoint", f"{m['best_checkpoint']} ({m.get('metric')} {m.get('best_metric')})")
     table.add_row("output", str(result.get("output")))
-    from llmloop.train.jobs import registered_version
+    from llmloop.train.job_runner import registered_version
 
     v = registered_version(db, job)
     if v is not None:

@@ -32,7 +32,7 @@ def ui(
         import gradio  # noqa: F401
     except ImportError:
         raise typer.BadParameter('the UI needs Gradio: pip install "llmloop[ui]"') from None
-    from llmloop.ui.app import build_ui
+    from llmloop.ui.blocks import build_ui
     from llmloop.ui.client import GatewayClient
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

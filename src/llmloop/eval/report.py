@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from llmloop.eval import metrics as M
+from llmloop.eval import text_metrics as M
 from llmloop.eval import EvalInputError
 from llmloop.eval.evalset import EvalRow, read_eval_set  # noqa: F401 - re-exported: the public names of E4
 from llmloop.eval.failures import summarize_failures

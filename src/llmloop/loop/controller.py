@@ -24,8 +24,8 @@ from typing import Any
 
 from llmloop.errors import UserError
 from llmloop.inference.base import Engine
-from llmloop.loop import canary, sources
-from llmloop.loop import round as steps
+from llmloop.loop import canary, round_data
+from llmloop.loop import round_steps as steps
 from llmloop.loop.policy import LoopPolicy
 from llmloop.store import Database, loop_events, registry, rounds, traffic
 from llmloop.store.db import utcnow
@@ -48,13 +48,13 @@ class TriggerStatus:
     pairs: int
     reason: str
     next_check: dt.datetime | None
-    data: sources.RoundData | None = None
+    data: round_data.RoundData | None = None
 
 
 def trigger_status(db: Database, policy: LoopPolicy, force: bool = False) -> TriggerStatus:
     """Would a round start now? (pending pairs, days since the last decided round, manual mode)."""
     t = policy.trigger
-    data = sources.collect(db, policy)
+    data = round_data.collect(db, policy)
     now = utcnow()
     last = rounds.last_finished(db)
     due = None
@@ -139,7 +139,7 @@ class Controller:
         if not trig.ready:
             return TickResult("waiting", None, trig.reason)
         production = registry.get(self.db, self.policy.train.from_alias).name
-        data = sources.collect(self.db, self.policy, label=True) if "judge" in self.policy.data.sources else trig.data
+        data = round_data.collect(self.db, self.policy, label=True) if "judge" in self.policy.data.sources else trig.data
         assert data is not None
         rid, ref = steps.open_round(self.db, self.policy, data, production)
         return self._said("started", rid, f"round {rid}: {trig.reason}; production {production}; dataset {ref}")

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from llmloop.errors import LlmloopError, UserError
 from llmloop.store import Database, loop_events
-from llmloop.store import jobs as store_jobs
+from llmloop.store import job_queue
 
 _REF = re.compile(r"\$\{([A-Za-z0-9_-]+)\.([A-Za-z0-9_]+)\}")
 
@@ -211,21 +211,21 @@ class _StepFailed(LlmloopError, RuntimeError):
 
 
 def _job(db: Database, kind: str, config: dict[str, Any], fn: Callable[[], dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    job = store_jobs.create_job(db, stage=kind, config=config)
-    store_jobs.set_status(db, job.id, "running")
+    job = job_queue.create_job(db, stage=kind, config=config)
+    job_queue.set_status(db, job.id, "running")
     try:
         out = fn()
     except Exception as e:
-        store_jobs.set_status(db, job.id, "failed", error=f"{type(e).__name__}: {e}")
+        job_queue.set_status(db, job.id, "failed", error=f"{type(e).__name__}: {e}")
         raise _StepFailed(f"{type(e).__name__}: {e}", job.id) from e
-    store_jobs.set_status(db, job.id, "succeeded", result=out)
+    job_queue.set_status(db, job.id, "succeeded", result=out)
     return job.id, out
 
 
 def _run_step(db: Database, step: Any, outputs: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     if isinstance(step, TrainStep):
         from llmloop.train.config import CONFIGS, load_config
-        from llmloop.train.jobs import JobFailed, run_submitted, submit
+        from llmloop.train.job_runner import JobFailed, run_submitted, submit
 
         if step.stage not in CONFIGS:
             raise PipelineError(f"step {step.id}: stage {step.stage!r} is not one of {sorted(CONFIGS)}")

@@ -110,10 +110,10 @@ def average_dirs(dirs: list[Path], weights: list[float], out: Path, *, max_shard
 
 def run_average(db, config: AverageConfig, progress: ProgressFn | None = None):  # noqa: ANN001, ANN201
     """Pick checkpoints → weighted average into a staged folder → register. Returns (path, version, report)."""
-    from llmloop.store import jobs as store_jobs
+    from llmloop.store import job_queue
     from llmloop.store import registry
 
-    job = store_jobs.get_job(db, config.job)
+    job = job_queue.get_job(db, config.job)
     ckpts = job_checkpoints(job.output_dir)
     if config.steps:
         by_step = {c.step: c for c in ckpts}

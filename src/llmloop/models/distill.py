@@ -63,7 +63,7 @@ def _load(source, dtype):  # noqa: ANN001, ANN202
 def _callback(db, job_id: str, progress: ProgressFn | None):  # noqa: ANN001, ANN202
     from transformers import TrainerCallback
 
-    from llmloop.store import jobs as store_jobs
+    from llmloop.store import job_queue
 
     class Record(TrainerCallback):
         def __init__(self) -> None:
@@ -72,7 +72,7 @@ def _callback(db, job_id: str, progress: ProgressFn | None):  # noqa: ANN001, AN
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
             if logs and "loss" in logs:
                 self.losses.append(float(logs["loss"]))
-                store_jobs.add_metrics(db, job_id, state.global_step, {"loss": logs["loss"], "lr": logs.get("learning_rate")})
+                job_queue.add_metrics(db, job_id, state.global_step, {"loss": logs["loss"], "lr": logs.get("learning_rate")})
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
             if progress:
@@ -90,7 +90,7 @@ def run_distill(db, config: DistillConfig, progress: ProgressFn | None = None): 
 
     from llmloop.data.versions import read_rows
     from llmloop.data.versions import resolve as resolve_dataset
-    from llmloop.store import jobs as store_jobs
+    from llmloop.store import job_queue
 
     teacher_src, student_src = resolve(db, config.teacher), resolve(db, config.student)
     data = resolve_dataset(db, config.dataset)
@@ -108,9 +108,9 @@ def run_distill(db, config: DistillConfig, progress: ProgressFn | None = None): 
             f"teacher {teacher_src.name} has vocab_size {teacher.config.vocab_size}, student {student_src.name} "
             f"{student.config.vocab_size}; GKD needs one vocabulary (pick a student of the teacher's family)"
         )
-    job = store_jobs.create_job(db, stage="distill", config=config.model_dump(mode="json"))
+    job = job_queue.create_job(db, stage="distill", config=config.model_dump(mode="json"))
     out = Path(job.output_dir)
-    store_jobs.set_status(db, job.id, "running")
+    job_queue.set_status(db, job.id, "running")
     before = {n: p.detach().clone() for n, p in student.named_parameters()}
     record = _callback(db, job.id, progress)
     try:
@@ -130,7 +130,7 @@ def run_distill(db, config: DistillConfig, progress: ProgressFn | None = None): 
         trainer.save_model(str(dest))
         tok.save_pretrained(str(dest))
     except BaseException as e:
-        store_jobs.set_status(db, job.id, "failed", error=f"{type(e).__name__}: {e}")
+        job_queue.set_status(db, job.id, "failed", error=f"{type(e).__name__}: {e}")
         raise
     changed = sum(int(not torch.equal(before[n], p.detach().cpu())) for n, p in trainer.model.named_parameters() if n in before)
     report: dict[str, Any] = {"job": job.id, "steps": result.global_step, "loss_first": record.losses[0] if record.losses else None,
@@ -143,6 +143,6 @@ def run_distill(db, config: DistillConfig, progress: ProgressFn | None = None): 
                           operation="distill", parents=[teacher_src, student_src], recipe=config.model_dump(mode="json"),
                           report={**report, "dataset_version_id": data.id}, job_id=job.id, datasets=[data.id],
                           note=f"{student_src.name} distilled from {teacher_src.name} on {data.dataset}@{data.version}")
-    store_jobs.set_status(db, job.id, "succeeded", result={"output": str(dest), "model_version": version.name if version else None,
+    job_queue.set_status(db, job.id, "succeeded", result={"output": str(dest), "model_version": version.name if version else None,
                                                            "dataset_version_id": data.id, "metrics": report})
     return dest, version, report

@@ -55,7 +55,7 @@ def _datasets(db: Database, ids: list[int]) -> list[str]:
 
 
 def build_lineage(db: Database, name_or_alias: str, _seen: set[str] | None = None) -> LineageNode:
-    from llmloop.store import jobs as store_jobs
+    from llmloop.store import job_queue
 
     seen = _seen if _seen is not None else set()
     v = registry.get(db, name_or_alias)
@@ -72,11 +72,11 @@ def build_lineage(db: Database, name_or_alias: str, _seen: set[str] | None = Non
         node.made_by = "registered"
     if v.job_id:
         try:
-            job = store_jobs.get_job(db, v.job_id)
+            job = job_queue.get_job(db, v.job_id)
             node.made_by = f"{node.made_by if lin else job.stage} job {job.id}"
             if lin is None:
                 node.config = {k: job.config[k] for k in _JOB_KEYS if k in job.config}
-        except store_jobs.JobNotFound:
+        except job_queue.JobNotFound:
             node.made_by += f" job {v.job_id} (missing)"
     for p in parents:
         if p in seen:

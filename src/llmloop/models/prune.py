@@ -83,7 +83,7 @@ def prune_model(model, method: str, amount: float, scope: str) -> dict:  # noqa:
 def run_prune(db, config: PruneConfig, progress: ProgressFn | None = None):  # noqa: ANN001, ANN201
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmloop.eval.metrics import perplexity
+    from llmloop.eval.text_metrics import perplexity
     from llmloop.models.quantize import load_texts
 
     src = resolve(db, config.version)

@@ -72,7 +72,7 @@ def model_perplexity(model_dir: Path, texts: list[str], *, gguf_file: str | None
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmloop.eval.metrics import perplexity
+    from llmloop.eval.text_metrics import perplexity
 
     # on CPU the stored weights are measured in fp32 (the values are the stored ones, the matmuls exact)
     kwargs: dict = {"gguf_file": gguf_file, "dtype": torch.float32} if gguf_file else {"dtype": "auto"}

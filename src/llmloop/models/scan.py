@@ -76,7 +76,7 @@ def _score(model_dir: Path, rows, metric: str, max_tokens: int) -> float:  # noq
     if metric == "perplexity":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from llmloop.eval.metrics import perplexity
+        from llmloop.eval.text_metrics import perplexity
 
         tok = AutoTokenizer.from_pretrained(str(model_dir))
         model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()

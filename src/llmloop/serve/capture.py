@@ -10,7 +10,7 @@ import time
 
 from llmloop.inference.base import Engine, SamplingParams
 from llmloop.serve import protocol as p
-from llmloop.serve.metrics import ServeMetrics
+from llmloop.serve.request_metrics import ServeMetrics
 from llmloop.serve.serving import (
     CANDIDATE,
     PRODUCTION,

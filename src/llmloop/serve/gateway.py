@@ -32,7 +32,7 @@ from llmloop.serve.auth import AuthService
 from llmloop.serve.capture import ArenaService, FeedbackService
 from llmloop.serve.config import ServeConfig
 from llmloop.serve.logs import request_id_var
-from llmloop.serve.metrics import ServeMetrics
+from llmloop.serve.request_metrics import ServeMetrics
 from llmloop.serve.pool import Attribution, ModelPool, attribution_var
 from llmloop.serve.routes import (
     REQUEST_ID_HEADER,

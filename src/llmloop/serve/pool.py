@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from llmloop.errors import LlmloopError
 from llmloop.inference.base import Engine
-from llmloop.serve.errors import ServingError
+from llmloop.serve.http_errors import ServingError
 from llmloop.serve.routing import RoutingConfig, pick
 from llmloop.store import registry, traffic
 from llmloop.store.db import Database

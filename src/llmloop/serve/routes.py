@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from llmloop.errors import LlmloopError
 from llmloop.serve import protocol as p
 from llmloop.serve.auth import Principal, StoreNeeded
-from llmloop.serve.errors import http_error
+from llmloop.serve.http_errors import http_error
 from llmloop.serve.routing import ANONYMOUS
 from llmloop.serve.serving import EventStream, RequestContext, ServingError
 

@@ -2,7 +2,7 @@
 
 Each class does one endpoint family (as vLLM's ``OpenAIServingChat`` …): ``OpenAIServingChat`` /
 ``OpenAIServingCompletion`` / ``OpenAIServingModels`` speak OpenAI. ``ModelPool`` (``serve/pool.py``)
-turns a request's ``model`` into a loaded version; ``ServingError`` is in ``serve/errors.py`` (both
+turns a request's ``model`` into a loaded version; ``ServingError`` is in ``serve/http_errors.py`` (both
 re-exported here). Arena and feedback live in ``serve/capture.py``, sessions in
 ``serve/sessions.py``, admin in ``serve/admin.py``.
 
@@ -35,8 +35,8 @@ from llmloop.inference.base import (
     count_tokens,
 )
 from llmloop.serve import protocol as p
-from llmloop.serve.errors import ServingError
-from llmloop.serve.metrics import ServeMetrics
+from llmloop.serve.http_errors import ServingError
+from llmloop.serve.request_metrics import ServeMetrics
 from llmloop.serve.pool import CANDIDATE, PRODUCTION, ModelPool  # noqa: F401 - re-exported for capture/admin
 from llmloop.store import registry
 from llmloop.store.db import Database

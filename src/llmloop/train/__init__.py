@@ -2,7 +2,7 @@
 LLaMA-Factory), each run a durable job.
 
 Public API: ``llmloop.train.config`` (one config per stage, ``STAGE_TABLE``, ``load_config``: the one
-preset loader), ``llmloop.train.jobs`` (``submit``: the one job path; ``run_submitted`` /
+preset loader), ``llmloop.train.job_runner`` (``submit``: the one job path; ``run_submitted`` /
 ``run_training`` → ``TrainResult``, in-process; ``failed_on_input``), ``llmloop.train.worker``
 (``run_here``, ``work``, ``cancel``, ``resume``: jobs as processes), ``llmloop.train.llamafactory``
 (export, backend), ``llmloop.train.rewards`` (GRPO reward functions), ``llmloop.train.speed`` (the GPU

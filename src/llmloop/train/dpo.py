@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmloop.train.common import (
+from llmloop.train.recipe_base import (
     RecipeOutput,
     StartingModel,
     eval_callbacks,

@@ -23,10 +23,10 @@ from typing import Any
 import yaml
 
 from llmloop.store import Database
-from llmloop.store import jobs as store_jobs
+from llmloop.store import job_queue
 from llmloop.store.records import Job
 from llmloop.models.sources import resolve as resolve_source
-from llmloop.train.common import TrainingInputError
+from llmloop.train.recipe_base import TrainingInputError
 from llmloop.train.config import CONFIGS, StageConfig
 
 log = logging.getLogger("llmloop.train")
@@ -133,7 +133,7 @@ def export(db: Database, stage: str, config: StageConfig, out_dir: Path, output_
     """Write ``llamafactory.yaml``, ``data/dataset_info.json`` and the data files under ``out_dir``."""
     from llmloop.data.export import export_version
     from llmloop.data.versions import resolve
-    from llmloop.train.jobs import DATASET_KIND
+    from llmloop.train.job_runner import DATASET_KIND
 
     if not isinstance(config, CONFIGS[stage]):
         raise TypeError(f"stage {stage!r} needs a {CONFIGS[stage].__name__}")
@@ -181,9 +181,9 @@ def find_cli(config: StageConfig) -> str:
 
 def run_backend(db: Database, job: Job, resume: bool = False) -> int:
     """The job's process for ``--backend llamafactory``: export, run the CLI, ingest its log, register."""
-    from llmloop.train.common import last_complete_checkpoint
-    from llmloop.train.jobs import MODEL_KIND, _job_log, _register, failed_on_input, record_failure  # one registration path
-    from llmloop.train.metrics import LOG_FILE
+    from llmloop.train.recipe_base import last_complete_checkpoint
+    from llmloop.train.job_runner import MODEL_KIND, _job_log, _register, failed_on_input, record_failure  # one registration path
+    from llmloop.train.live_metrics import LOG_FILE
 
     config = CONFIGS[job.stage].model_validate(job.config)
     work_dir = Path(job.output_dir) / "llamafactory"
@@ -210,12 +210,12 @@ def run_backend(db: Database, job: Job, resume: bool = False) -> int:
 
                 start = resolve_source(db, config.model, hub_ids=True)
                 version = _register(db, job, config, kind, start, resolve(db, config.dataset), lf_output, metrics)
-            store_jobs.set_status(db, job.id, "succeeded", result={
+            job_queue.set_status(db, job.id, "succeeded", result={
                 "output": str(lf_output), "model_version": version.name if version else None, "metrics": metrics,
                 "backend": "llamafactory"})
             return 0
         except KeyboardInterrupt:
-            store_jobs.set_status(db, job.id, "cancelled", error="interrupted")
+            job_queue.set_status(db, job.id, "cancelled", error="interrupted")
             return 130
         except Exception as e:  # noqa: BLE001 - recorded with the job
             log.exception("job %s failed", job.id)
@@ -228,7 +228,7 @@ def _run_cli(db: Database, job: Job, cli: str, yaml_path: Path, lf_log: Path, ou
     with open(job.log_path, "ab") as out:
         proc = subprocess.Popen([cli, "train", yaml_path.name], cwd=yaml_path.parent, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    store_jobs.set_pid(db, job.id, os.getpid())
+    job_queue.set_pid(db, job.id, os.getpid())
     rows: list[dict] = []
     seen = 0
     try:
@@ -243,14 +243,14 @@ def _run_cli(db: Database, job: Job, cli: str, yaml_path: Path, lf_log: Path, ou
                     row = json.loads(line)
                     with our_log.open("a", encoding="utf-8") as f:
                         f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    store_jobs.add_metrics(db, job.id, int(row.get("current_steps", 0)),
+                    job_queue.add_metrics(db, job.id, int(row.get("current_steps", 0)),
                                            {k: v for k, v in row.items() if k != "current_steps"})
                     if "loss" in row:
                         rows.append(row)
                 seen = max(seen, len(complete))
             if finished:
                 return proc.returncode, rows
-            if store_jobs.cancel_requested(db, job.id):
+            if job_queue.cancel_requested(db, job.id):
                 proc.terminate()
             time.sleep(0.2)
     except KeyboardInterrupt:

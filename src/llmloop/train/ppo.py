@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmloop.train.common import RecipeOutput, TrainingInputError
+from llmloop.train.recipe_base import RecipeOutput, TrainingInputError
 
 
 def run(config: Any, *args: Any, **kwargs: Any) -> RecipeOutput:  # noqa: ARG001 - the recipes' signature

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from llmloop.train.common import (
+from llmloop.train.recipe_base import (
     RecipeOutput,
     StartingModel,
     eval_callbacks,

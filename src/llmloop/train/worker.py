@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 
 from llmloop.store import Database
-from llmloop.store import jobs as store_jobs
+from llmloop.store import job_queue
 from llmloop.store.records import Job
 from llmloop.train.config import CONFIGS
-from llmloop.train.jobs import submit  # noqa: F401 - the job path's first step, re-exported for workers' callers
+from llmloop.train.job_runner import submit  # noqa: F401 - the job path's first step, re-exported for workers' callers
 from llmloop.train.speed import JOB_PROCESS_ENV
 
 log = logging.getLogger("llmloop.train")
@@ -59,7 +59,7 @@ def job_command(job: Job, gpus: int, accelerate_config: str | None = None) -> li
 
 def start_process(db: Database, job: Job) -> subprocess.Popen:
     """Start the claimed ``job`` in a new process session, output appended to its log file."""
-    run = store_jobs.get_run(db, job.id)
+    run = job_queue.get_run(db, job.id)
     accelerate_config = (job.config.get("accelerate_config") if isinstance(job.config, dict) else None)
     cmd = job_command(job, run.gpus, accelerate_config)
     log_file = open(job.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
@@ -68,22 +68,22 @@ def start_process(db: Database, job: Job) -> subprocess.Popen:
                                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", JOB_PROCESS_ENV: "1"})
     finally:
         log_file.close()
-    store_jobs.set_pid(db, job.id, proc.pid)
+    job_queue.set_pid(db, job.id, proc.pid)
     return proc
 
 
 def wait(db: Database, job: Job, proc: subprocess.Popen) -> Job:
     """Wait for the job's process; record a death the process could not record itself."""
     code = proc.wait()
-    final = store_jobs.get_job(db, job.id)
+    final = job_queue.get_job(db, job.id)
     if final.status == "running":  # killed before it could write its own end
         how = f"signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exit code {code}"
-        final = store_jobs.set_status(
+        final = job_queue.set_status(
             db, job.id, "failed",
             error=f"the job's process (pid {proc.pid}) died with {how}; `llmloop jobs resume {job.id}` "
             "continues from its last checkpoint",
         )
-    store_jobs.set_pid(db, job.id, None)
+    job_queue.set_pid(db, job.id, None)
     return final
 
 
@@ -93,21 +93,21 @@ def run_claimed(db: Database, job: Job) -> Job:
 
 def claim_here(db: Database, job_id: str) -> Job | None:
     """Claim the queued ``job_id`` for this worker; None when another worker took it first."""
-    return store_jobs.get_job(db, job_id) if store_jobs.claim(db, job_id, worker_name()) else None
+    return job_queue.get_job(db, job_id) if job_queue.claim(db, job_id, worker_name()) else None
 
 
 def run_here(db: Database, job_id: str) -> Job:
     """Be the worker of ``job_id`` (one a caller just submitted or resumed): claim it, run it in a
     process of its own and wait; the final job. A job another worker claimed first is returned as it is."""
     job = claim_here(db, job_id)
-    return run_claimed(db, job) if job is not None else store_jobs.get_job(db, job_id)
+    return run_claimed(db, job) if job is not None else job_queue.get_job(db, job_id)
 
 
 def work(db: Database, *, once: bool = False, poll_s: float = 2.0, max_jobs: int | None = None) -> list[Job]:
     """Claim and run queued jobs one at a time; ``once``: stop when the queue is empty."""
     name, done = worker_name(), []
     while max_jobs is None or len(done) < max_jobs:
-        job = store_jobs.claim_next(db, name)
+        job = job_queue.claim_next(db, name)
         if job is None:
             if once:
                 break
@@ -120,8 +120,8 @@ def work(db: Database, *, once: bool = False, poll_s: float = 2.0, max_jobs: int
 
 def cancel(db: Database, job_id: str) -> Job:
     """Cancel a queued job now; ask a running one to stop (and signal its process when it is here)."""
-    job = store_jobs.request_cancel(db, job_id)
-    run = store_jobs.get_run(db, job_id)
+    job = job_queue.request_cancel(db, job_id)
+    run = job_queue.get_run(db, job_id)
     if job.status == "running" and run.pid and run.worker and run.worker.split(":")[0] == socket.gethostname():
         try:
             os.kill(run.pid, signal.SIGTERM)
@@ -132,7 +132,7 @@ def cancel(db: Database, job_id: str) -> Job:
 
 def resume(db: Database, job_id: str) -> Job:
     """Queue a failed or cancelled job again; its next run continues from its last checkpoint."""
-    return store_jobs.requeue_for_resume(db, job_id)
+    return job_queue.requeue_for_resume(db, job_id)
 
 
 # -- the job's own process ------------------------------------------------------------------------
@@ -140,11 +140,11 @@ def resume(db: Database, job_id: str) -> Job:
 
 def _run_job(job_id: str) -> int:
     from llmloop.store import open_database
-    from llmloop.train.jobs import JobFailed, execute_job
+    from llmloop.train.job_runner import JobFailed, execute_job
 
     db = open_database()
-    job = store_jobs.get_job(db, job_id)
-    run = store_jobs.get_run(db, job_id)
+    job = job_queue.get_job(db, job_id)
+    run = job_queue.get_run(db, job_id)
     if job.status != "running":
         print(f"job {job_id} is {job.status}, not claimed for running; nothing to do", file=sys.stderr)
         return 2
@@ -159,7 +159,7 @@ def _run_job(job_id: str) -> int:
         return run_backend(db, job, resume=run.resume)
     config = CONFIGS[job.stage].model_validate(job.config)
     if int(os.environ.get("RANK", "0")) != 0:  # another process of an `accelerate launch`: train only
-        from llmloop.train.jobs import follow_job
+        from llmloop.train.job_runner import follow_job
 
         follow_job(db, job, config, resume=run.resume)
         return 0

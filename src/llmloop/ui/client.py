@@ -20,7 +20,7 @@ from llmloop.errors import LlmloopError
 
 class GatewayError(LlmloopError, RuntimeError):
     """The gateway refused or failed a call; the message is the gateway's own error text, ``code`` and
-    ``status`` its error code and HTTP status (``ui/errors.py`` turns them into the page's words)."""
+    ``status`` its error code and HTTP status (``ui/error_text.py`` turns them into the page's words)."""
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
                  param: str | None = None) -> None:

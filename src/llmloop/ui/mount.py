@@ -16,7 +16,7 @@ def mount(app: Any, *, gateway_url: str, api_key: str | None = None, role: str |
 
     import gradio as gr
 
-    from llmloop.ui.app import build_ui
+    from llmloop.ui.blocks import build_ui
     from llmloop.ui.client import GatewayClient
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

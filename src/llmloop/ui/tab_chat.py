@@ -21,8 +21,8 @@ from typing import Any
 import gradio as gr  # module level: event-data type hints (gr.LikeData, gr.SelectData) must resolve
 
 from llmloop.ui.client import GatewayClient, GatewayError
-from llmloop.ui.common import Ctx
-from llmloop.ui.errors import error_text
+from llmloop.ui.widgets import Ctx
+from llmloop.ui.error_text import error_text
 from llmloop.ui.i18n import t
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import gradio as gr  # module level: gr.SelectData hints must resolve
 
 from llmloop.ui.client import GatewayError
-from llmloop.ui.common import Ctx, fail, progress_html, table
-from llmloop.ui.errors import error_text
+from llmloop.ui.widgets import Ctx, fail, progress_html, table
+from llmloop.ui.error_text import error_text
 from llmloop.ui.i18n import t
 
 DATASET_COLUMNS = ["name", "kind", "versions", "latest", "rows"]
@@ -46,7 +46,7 @@ def curated(r: dict[str, Any], lang: str) -> str:
 
 def stats_facts(stats: dict[str, Any], quality: dict[str, Any], lang: str) -> str:
     """Stats and the quality report as one table in ``lang`` (no server paths, rounded)."""
-    from llmloop.ui.common import facts
+    from llmloop.ui.widgets import facts
 
     lengths = stats.get("lengths") or {}
     unit = t("unit_tokens", lang) if stats.get("unit") == "tokens" else t("unit_words", lang)
@@ -62,7 +62,7 @@ def stats_facts(stats: dict[str, Any], quality: dict[str, Any], lang: str) -> st
     ]
     warnings = [*(stats.get("warnings") or []), *(quality.get("warnings") or [])]
     if warnings:
-        from llmloop.ui.errors import for_page
+        from llmloop.ui.error_text import for_page
 
         pairs.append(("stat_warnings", "; ".join(for_page(w, lang) for w in warnings)))
     return facts(pairs, lang)
@@ -163,7 +163,7 @@ def build(ctx: Ctx, lang: Any) -> None:
         return path, t("data_file_chosen", lng, name=Path(path).name) if path else t("data_no_file_yet", lng)
 
     def problem_table(found: list[dict[str, Any]], lng: str) -> Any:
-        from llmloop.ui.errors import for_page
+        from llmloop.ui.error_text import for_page
 
         for p in found:
             p["fix"] = for_page(str(p.get("fix", "")), lng)

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from llmloop.ui.client import GatewayError
-from llmloop.ui.common import Ctx, empty_table, facts, progress_html, short_times, table
-from llmloop.ui.errors import error_text
+from llmloop.ui.widgets import Ctx, empty_table, facts, progress_html, short_times, table
+from llmloop.ui.error_text import error_text
 from llmloop.ui.i18n import t
 
 VERSION_COLUMNS = ["name", "kind", "stage", "aliases", "parent", "job_id", "created_at", "note"]

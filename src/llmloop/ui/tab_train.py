@@ -15,8 +15,8 @@ import gradio as gr  # module level: event-data type hints (gr.LikeData, gr.Sele
 
 from llmloop.train.config import STAGES  # the stage menu when the gateway is silent: train.config.STAGE_TABLE
 from llmloop.ui.client import GatewayError
-from llmloop.ui.common import Ctx, progress_html, table
-from llmloop.ui.errors import error_text, for_page
+from llmloop.ui.widgets import Ctx, progress_html, table
+from llmloop.ui.error_text import error_text, for_page
 from llmloop.ui.i18n import t
 
 JOB_COLUMNS = ["id", "stage", "status", "created_at", "finished_at", "error"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from llmloop.ui import tab_chat, tab_data, tab_eval, tab_ops, tab_train
 from llmloop.ui.client import GatewayClient
-from llmloop.ui.common import Ctx, relabel_frame
+from llmloop.ui.widgets import Ctx, relabel_frame
 from llmloop.ui.i18n import LANGUAGES, t
 
 

@@ -36,13 +36,13 @@ from typing import Any
 from llmloop.data.versions import read_rows, resolve
 from llmloop.errors import LlmloopError, UserError
 from llmloop.store import Database, registry
-from llmloop.store import jobs as store_jobs
-from llmloop.store.jobs import JobNotFound, JobNotResumable, get_job, get_metrics, get_run, list_jobs  # noqa: F401
+from llmloop.store import job_queue
+from llmloop.store.job_queue import JobNotFound, JobNotResumable, get_job, get_metrics, get_run, list_jobs  # noqa: F401
 from llmloop.store.records import DatasetVersion, Job, ModelVersion
 from llmloop.models.sources import resolve as resolve_source
-from llmloop.train.common import MERGED_BASE, RecipeOutput, StartingModel, TrainingInputError
+from llmloop.train.recipe_base import MERGED_BASE, RecipeOutput, StartingModel, TrainingInputError
 from llmloop.train.config import CONFIGS, STAGE_TABLE, StageConfig
-from llmloop.train.metrics import MetricsRecorder, ProgressFn, plot_loss
+from llmloop.train.live_metrics import MetricsRecorder, ProgressFn, plot_loss
 
 log = logging.getLogger("llmloop.train")
 
@@ -95,7 +95,7 @@ def record_failure(db: Database, job_id: str, error: BaseException) -> Job:
     """Mark the job failed with ``error``; the stored result says whether it failed on its input and,
     for a crash, keeps the traceback."""
     on_input = failed_on_input(error)
-    return store_jobs.set_status(db, job_id, "failed", error=f"{type(error).__name__}: {error}", result={
+    return job_queue.set_status(db, job_id, "failed", error=f"{type(error).__name__}: {error}", result={
         "failed_on_input": on_input,
         "traceback": None if on_input else "".join(traceback.format_exception(error)),
     })
@@ -118,7 +118,7 @@ def submit(db: Database, stage: str, config: StageConfig, *, backend: str = "trl
             raise TrainingInputError(f"accelerate_config {config.accelerate_config!r}: no such file; "
                                      "use one of configs/accelerate/*.yaml")
         config = config.model_copy(update={"accelerate_config": str(path)})
-    return store_jobs.create_job(db, stage=stage, config=config.model_dump(mode="json", by_alias=True),
+    return job_queue.create_job(db, stage=stage, config=config.model_dump(mode="json", by_alias=True),
                                  backend=backend, gpus=gpus)
 
 
@@ -129,10 +129,10 @@ class JobNotClaimable(UserError):
 def run_submitted(db: Database, job_id: str, progress: ProgressFn | None = None) -> TrainResult:
     """Be the worker of the queued job ``job_id`` in this process: claim it and run it to its end.
     Raises ``JobFailed`` when the run fails (the job is marked failed first)."""
-    if not store_jobs.claim(db, job_id, worker=f"in-process:{os.getpid()}"):
-        raise JobNotClaimable(f"job {job_id} is {store_jobs.get_job(db, job_id).status}, not queued: "
+    if not job_queue.claim(db, job_id, worker=f"in-process:{os.getpid()}"):
+        raise JobNotClaimable(f"job {job_id} is {job_queue.get_job(db, job_id).status}, not queued: "
                               "another worker runs it (see `llmloop jobs show`)")
-    job = store_jobs.get_job(db, job_id)
+    job = job_queue.get_job(db, job_id)
     return execute_job(db, job, CONFIGS[job.stage].model_validate(job.config), progress)
 
 
@@ -168,7 +168,7 @@ def execute_job(db: Database, job: Job, config: StageConfig, progress: ProgressF
             result = _run(db, job, stage, config, out, progress, resume)
         except KeyboardInterrupt:
             log.warning("job %s cancelled", job.id)
-            store_jobs.set_status(db, job.id, "cancelled", error="interrupted")
+            job_queue.set_status(db, job.id, "cancelled", error="interrupted")
             raise
         except Exception as e:
             log.exception("job %s failed", job.id)
@@ -221,7 +221,7 @@ def _run(db: Database, job: Job, stage: str, config: StageConfig, out: Path, pro
     if config.registration.enabled and kind is not None:
         version = _register(db, job, config, kind, start, dataset, output.path, metrics)
         log.info("registered model version %s", version.name)
-    done = store_jobs.set_status(
+    done = job_queue.set_status(
         db,
         job.id,
         "succeeded",

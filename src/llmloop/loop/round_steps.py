@@ -21,7 +21,7 @@ from llmloop.eval.judges import load_judge
 from llmloop.eval.leaderboard import save_comparison
 from llmloop.eval.winrate import WinRateReport, compare_versions
 from llmloop.inference.base import Engine, SamplingParams
-from llmloop.loop import sources
+from llmloop.loop import round_data
 from llmloop.loop.policy import LoopPolicy, PolicyError, read_prompt_rows, read_prompts
 from llmloop.store import Database, loop_events, registry, rounds
 from llmloop.store.records import ModelVersion
@@ -29,14 +29,14 @@ from llmloop.store.records import ModelVersion
 StepFn = Callable[[str, str], None]  # (step name, message)
 
 
-def open_round(db: Database, policy: LoopPolicy, data: sources.RoundData, production: str) -> tuple[int, str]:
+def open_round(db: Database, policy: LoopPolicy, data: round_data.RoundData, production: str) -> tuple[int, str]:
     """The round's rows as a new dataset version, then one transaction: the round row (with its
     held-out prompts), its feedback claims, the controller in phase ``train`` and the event.
     A crash between the two leaves an unused dataset version and nothing claimed."""
     if not data.train_rows:
         raise PolicyError(f"every usable row was held out or dropped ({data.stats}); lower data.holdout_share, "
                           "relax the filters, or wait for more feedback")
-    rows, kind = sources.training_rows(policy, data.train_rows)
+    rows, kind = round_data.training_rows(policy, data.train_rows)
     dv = write_version(db, rows, name=policy.data.dataset_name, kind=kind, source_format="loop_feedback",
                        note=f"loop round from {len(data.claims)} feedback items", created_by="loop")
     ref = f"{dv.dataset}@{dv.version}"
@@ -71,7 +71,7 @@ def train(db: Database, policy: LoopPolicy, round_id: int, production: str, data
     """Train the candidate from ``production`` on ``dataset`` as a job like any other (submitted
     through ``train.jobs.submit``, run by this process as its worker, so ``llmloop jobs`` lists it
     with its stage, status and log); ``candidate`` alias → it."""
-    from llmloop.train.jobs import run_submitted, submit
+    from llmloop.train.job_runner import run_submitted, submit
 
     config = _stage_config(policy, production, dataset, round_id)
     result = run_submitted(db, submit(db, policy.train.stage, config).id)
@@ -100,7 +100,7 @@ class GateResult:
 
 
 def _guard(engine: Engine, policy: LoopPolicy, candidate: str, production: str) -> dict[str, Any]:
-    from llmloop.eval import metrics
+    from llmloop.eval import text_metrics
 
     g = policy.gate.guard
     assert g is not None
@@ -116,11 +116,11 @@ def _guard(engine: Engine, policy: LoopPolicy, candidate: str, production: str) 
     for v in (candidate, production):
         preds = [x.text for x in engine.chat_batch(v, [conv for conv, _ in rows], params)]
         if g.metric == "rougeL":
-            scores[v] = metrics.rouge(preds, refs)["rougeL"]
+            scores[v] = text_metrics.rouge(preds, refs)["rougeL"]
         elif g.metric == "bleu":
-            scores[v] = metrics.bleu(preds, refs) / 100
+            scores[v] = text_metrics.bleu(preds, refs) / 100
         else:
-            scores[v] = metrics.exact_match(preds, refs)
+            scores[v] = text_metrics.exact_match(preds, refs)
     drop = scores[production] - scores[candidate]
     return {"metric": g.metric, "n": len(rows), "candidate": round(scores[candidate], 4),
             "production": round(scores[production], 4), "regression": round(drop, 4),

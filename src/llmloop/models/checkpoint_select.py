@@ -64,9 +64,9 @@ def _mode(metric: str, mode: str) -> str:
 
 
 def _history(db, job) -> list[dict[str, Any]]:  # noqa: ANN001
-    from llmloop.store import jobs as store_jobs
+    from llmloop.store import job_queue
 
-    rows = [dict(r) for r in store_jobs.get_metrics(db, job.id)]
+    rows = [dict(r) for r in job_queue.get_metrics(db, job.id)]
     ckpts = job_checkpoints(job.output_dir)
     if ckpts:
         state = ckpts[-1].path / "trainer_state.json"
@@ -107,9 +107,9 @@ def detect_overfitting(points: list[EvalPoint], mode: str, patience: int) -> int
 
 
 def select_checkpoint(db, config: SelectConfig) -> Selection:  # noqa: ANN001
-    from llmloop.store import jobs as store_jobs
+    from llmloop.store import job_queue
 
-    job = store_jobs.get_job(db, config.job)
+    job = job_queue.get_job(db, config.job)
     mode = _mode(config.metric, config.mode)
     ckpts = {c.step: str(c.path) for c in job_checkpoints(job.output_dir)}
     rows = _history(db, job)

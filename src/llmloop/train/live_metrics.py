@@ -19,7 +19,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from llmloop.store import Database
-from llmloop.store import jobs as store_jobs
+from llmloop.store import job_queue
 
 LOG_FILE = "trainer_log.jsonl"
 _DPO_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
@@ -74,14 +74,14 @@ class MetricsRecorder(TrainerCallback):
             self.log_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
             self.steps = [r for r in kept if "loss" in r]
             self.evals = [r for r in kept if "loss" not in r]
-        store_jobs.delete_metrics_after(self.db, self.job_id, step)
+        job_queue.delete_metrics_after(self.db, self.job_id, step)
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
         self._report(state)
         now = time.monotonic()
         if now - self._last_cancel_check >= 1.0:  # one small query a second at most
             self._last_cancel_check = now
-            if store_jobs.cancel_requested(self.db, self.job_id):
+            if job_queue.cancel_requested(self.db, self.job_id):
                 self.cancelled = True
                 control.should_save = True  # a checkpoint to resume from
                 control.should_training_stop = True
@@ -99,7 +99,7 @@ class MetricsRecorder(TrainerCallback):
         self.evals.append(row)
         with self.log_file.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        store_jobs.add_metrics(self.db, self.job_id, state.global_step,
+        job_queue.add_metrics(self.db, self.job_id, state.global_step,
                                {k: v for k, v in row.items() if k != "current_steps"})
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
@@ -133,7 +133,7 @@ class MetricsRecorder(TrainerCallback):
         self._last_loss = row["loss"]
         with self.log_file.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        store_jobs.add_metrics(self.db, self.job_id, step, {k: v for k, v in row.items() if k != "current_steps"})
+        job_queue.add_metrics(self.db, self.job_id, step, {k: v for k, v in row.items() if k != "current_steps"})
         self._report(state)  # the trainer logs after on_step_end: report the fresh loss too
 
     def _times(self, state) -> tuple[float, float]:  # noqa: ANN001

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmloop.data.importer import import_file
 from llmloop.demo import users
-from llmloop.demo.traffic import UserTraffic
+from llmloop.demo.simulated_traffic import UserTraffic
 from llmloop.inference.embedded import EmbeddedEngine
 from llmloop.loop.controller import RoundOutcome, run_once
 from llmloop.loop.policy import LoopPolicy, load_policy
@@ -51,7 +51,7 @@ from llmloop.resources import demo_file, read_jsonl
 from llmloop.serve.process import GatewayProcess
 from llmloop.store import Database, loop_events, registry, traffic
 from llmloop.train.config import PTConfig, SFTConfig
-from llmloop.train.jobs import run_training
+from llmloop.train.job_runner import run_training
 
 
 class DemoConfig(BaseModel):

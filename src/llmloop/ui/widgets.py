@@ -126,7 +126,7 @@ def progress_html(task: dict[str, Any] | None, lang: str) -> str:
     if task.get("message"):
         text += f" · {task['message']}"
     if task.get("error"):
-        from llmloop.ui.errors import for_page
+        from llmloop.ui.error_text import for_page
 
         text += f" · {for_page(str(task['error']), lang)}"
     return (f'<div class="llmloop-progress" data-status="{task["status"]}">'
@@ -138,7 +138,7 @@ def fail(e: GatewayError, lang: str, n: int = 1) -> Any:
     """A callback's outputs after the gateway refused: unchanged, with the error in the last one."""
     import gradio as gr
 
-    from llmloop.ui.errors import error_text
+    from llmloop.ui.error_text import error_text
 
     msg = error_text(e, lang)
     return msg if n == 1 else tuple([gr.skip()] * (n - 1) + [msg])

@@ -1,6 +1,6 @@
 """Loop metrics for Prometheus: a collector that reads the store when ``/metrics`` is scraped.
 
-    from llmloop.loop.metrics import LoopCollector
+    from llmloop.loop.loop_metrics import LoopCollector
     LoopCollector(db).register(registry)      # e.g. the gateway's ServeMetrics.registry
 
 Series (all gauges, computed at scrape time, so every gateway and the controller agree):
