@@ -86,6 +86,23 @@ def test_cli_user_error_exits_2_with_the_message_and_no_traceback() -> None:
     assert isinstance(r.exception, SystemExit)  # handled: no exception escaped the command
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "export-llamafactory", "OUT", "-c", "{home}/x.yaml"], "cannot tell the stage of"),
+        (["jobs", "logs", "999"], "no job"),
+        (["data", "dedup", "anything"], "pass exactly one of --exact, --minhash THRESH or --semantic THRESH"),
+    ],
+)
+def test_cli_argument_checks_are_user_errors(tmp_path, args: list[str], message: str) -> None:
+    from llmloop.cli.main import app
+
+    (tmp_path / "x.yaml").write_text("learning_rate: 1e-4\n", encoding="utf-8")
+    r = CliRunner().invoke(app, [a.format(home=tmp_path) for a in args])
+    assert r.exit_code == 2, r.output
+    assert f"error: {message}" in " ".join(r.output.split()) and "Traceback" not in r.output
+
+
 def test_cli_unavailable_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
     import llmloop.loop.explain
     from llmloop.cli.main import app

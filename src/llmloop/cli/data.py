@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llmloop.errors import UserError
+
 app = typer.Typer(
     no_args_is_help=True,
     help="Datasets: import (alpaca, sharegpt, openai, trl, kto, grpo, pt, LLaMA-Factory), validate, versions, "
@@ -255,9 +257,7 @@ def dedup(
     chosen = [m for m, on in (("exact", exact), ("minhash", minhash is not None),
                               ("semantic", semantic is not None)) if on]
     if len(chosen) != 1:
-        err.print("[red]error:[/red] pass exactly one of --exact, --minhash THRESH or --semantic THRESH "
-                  f"(got {len(chosen)})", highlight=False)
-        raise typer.Exit(2)
+        raise UserError(f"pass exactly one of --exact, --minhash THRESH or --semantic THRESH (got {len(chosen)})")
     method = chosen[0]
     threshold = {"exact": 1.0, "minhash": minhash, "semantic": semantic}[method]
     result = run(_db(), ref, method, threshold, note=note, model=model)

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from llmloop.errors import UserError
+
 app = typer.Typer(help="Run the whole closed loop on a tiny offline model, with simulated users.")
 console = Console()
 
@@ -36,9 +38,8 @@ def demo(
     ws = get_workspace(home)
     db = open_workspace_database(ws)
     if list_versions(db):
-        console.print(f"[red]error:[/red] the workspace {ws.home} already holds model versions; the demo tells its "
-                      "story from an empty one. Run it with --home NEW_DIR (or remove that folder).")
-        raise typer.Exit(2)
+        raise UserError(f"the workspace {ws.home} already holds model versions; the demo tells its story from an "
+                        "empty one. Run it with --home NEW_DIR (or remove that folder).")
     console.print(f"[bold]llmloop demo[/bold] in {ws.home}")
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:

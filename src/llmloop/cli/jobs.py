@@ -11,6 +11,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from llmloop.errors import Conflict, UserError
+
 app = typer.Typer(no_args_is_help=True, help="Training jobs: status, config, metrics, logs, cancel, resume, worker.")
 console = Console()
 err = Console(stderr=True)
@@ -120,9 +122,7 @@ def logs(
     db, job = _job(job_id)
     path = Path(job.log_path)
     if not path.is_file() and not follow:
-        err.print(f"[red]error:[/red] job {job.id} has no log file at {path} (did it start?)", highlight=False,
-                  soft_wrap=True)
-        raise typer.Exit(2)
+        raise UserError(f"job {job.id} has no log file at {path} (did it start?)")
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
     if lines:
         typer.echo("\n".join(lines[-tail:] if tail > 0 else lines))
@@ -149,8 +149,7 @@ def cancel(job_id: str = typer.Argument(..., help="Job id")) -> None:
 
     db, job = _job(job_id)
     if job.status not in ("queued", "running"):
-        err.print(f"[red]error:[/red] job {job.id} is already {job.status}", highlight=False)
-        raise typer.Exit(2)
+        raise Conflict(f"job {job.id} is already {job.status}")
     job = cancel_job(db, job.id)
     console.print(f"job {job.id}: {'cancelled' if job.status == 'cancelled' else 'asked to stop'}", highlight=False)
 
@@ -205,9 +204,7 @@ def plot(
     _, job = _job(job_id)
     log_file = Path(job.output_dir) / LOG_FILE
     if not log_file.is_file():
-        err.print(f"[red]error:[/red] job {job.id} logged no steps yet ({log_file} is missing)", highlight=False,
-                  soft_wrap=True)
-        raise typer.Exit(2)
+        raise UserError(f"job {job.id} logged no steps yet ({log_file} is missing)")
     png = plot_loss(log_file, out or Path(job.output_dir) / "training_loss.png")
     if png is None:
         err.print("[red]error:[/red] nothing to plot, or matplotlib is missing (pip install matplotlib)")

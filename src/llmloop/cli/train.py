@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from llmloop.errors import UserError
 from llmloop.train.config import CONFIGS, STAGE_TABLE, STAGES, Stage
 
 app = typer.Typer(
@@ -180,9 +181,7 @@ def export_llamafactory(
         elif config.parent.name in STAGES:
             stage = config.parent.name
         else:
-            err.print(f"[red]error:[/red] cannot tell the stage of {config}; pass --stage ({', '.join(STAGES)})",
-                      highlight=False)
-            raise typer.Exit(2)
+            raise UserError(f"cannot tell the stage of {config}; pass --stage ({', '.join(STAGES)})")
     # ConfigError, TrainingInputError, DatasetNotFound, VersionNotFound: printed by cli/main.py, exit 2
     cfg = load_config(stage, config, set_)
     result = export(open_database(), stage, cfg, out)
