@@ -50,3 +50,14 @@ def test_the_check_sees_every_way_to_import_the_store(tmp_path: Path) -> None:
     path = tmp_path / "ok.py"
     path.write_text("from llmloop.models import registry\nfrom llmloop.data.database import open_workspace_database")
     assert not _store_imports(path)
+
+
+def test_the_cli_starts_without_loading_torch_or_a_web_framework():
+    """`llmloop --help` and every command's parsing stay fast: heavy libraries load inside commands."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "transformers", "trl", "peft", "gradio", "fastapi")
+    code = f"import sys, llmloop.cli.main; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
