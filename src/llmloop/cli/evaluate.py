@@ -19,14 +19,6 @@ err = Console(stderr=True)
 # command (cli/main.py) prints them and exits 2. Nothing here catches a bare ValueError or KeyError.
 
 
-def _read(path: Path) -> str:
-    """The text of a file the user named; a missing or unreadable one is the user's to fix."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise EvalInputError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
-
-
 def _number(value: object) -> float | None:
     if isinstance(value, bool):
         return None
@@ -38,10 +30,11 @@ def _number(value: object) -> float | None:
 
 def _load_report(path: Path):  # noqa: ANN202
     """A report saved by ``eval compare --out`` (or ``review-import --out``) → WinRateReport."""
+    from llmloop.eval.user_files import read_text
     from llmloop.eval.winrate import report_from_json
 
     try:
-        return report_from_json(json.loads(_read(path)))
+        return report_from_json(json.loads(read_text(path)))
     except ValueError as e:  # not JSON (JSONDecodeError), or not a report (EvalInputError)
         raise EvalInputError(f"{path} is not a report written by `llmloop eval compare --out` ({e})") from None
 
@@ -179,18 +172,13 @@ def rm_quality(
     if (scores is None) == (reward_model is None) or (reward_model is not None) != (data is not None):
         raise EvalInputError("pass either SCORES (a scored JSONL) or --reward-model PATH with --data PREFERENCES")
     if scores is not None:
+        from llmloop.eval.user_files import read_jsonl
+
         chosen, rejected = [], []
-        for i, line in enumerate(_read(scores).splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise EvalInputError(f"{scores} line {i}: not JSON ({e}); each line needs chosen_score and "
-                                     f"rejected_score") from None
+        for where, row in read_jsonl(scores, "each line needs chosen_score and rejected_score"):
             pair = [_number(row.get(k)) if isinstance(row, dict) else None for k in ("chosen_score", "rejected_score")]
             if None in pair:
-                raise EvalInputError(f"{scores} line {i}: each line needs chosen_score and rejected_score (numbers)")
+                raise EvalInputError(f"{where}: each line needs chosen_score and rejected_score (numbers)")
             chosen.append(pair[0])
             rejected.append(pair[1])
     else:
@@ -395,18 +383,13 @@ def judge_answers(
     from pydantic import ValidationError
 
     from llmloop.eval.llm_judge import JudgeEndpoint, JudgeTemplates, LLMJudge
+    from llmloop.eval.user_files import read_jsonl
 
     needs = "each line needs \"prompt\" or \"messages\", and \"answer\""
     items, refs = [], []
-    for i, line in enumerate(_read(answers).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as e:
-            raise EvalInputError(f"{answers} line {i}: not JSON ({e}); {needs}") from None
+    for where, row in read_jsonl(answers, needs):
         if not isinstance(row, dict) or "answer" not in row or not (row.get("messages") or "prompt" in row):
-            raise EvalInputError(f"{answers} line {i}: {needs}")
+            raise EvalInputError(f"{where}: {needs}")
         items.append((row.get("messages") or [{"role": "user", "content": row["prompt"]}], str(row["answer"])))
         refs.append(row.get("reference"))
     if not items:

@@ -76,13 +76,10 @@ def parse_row(raw: Any, where: str) -> EvalRow:
 
 def read_eval_set(path: str | Path) -> list[EvalRow]:
     """JSONL → rows; every bad line is reported (with its number and the fix), none is skipped."""
+    from llmloop.eval.user_files import read_text
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise EvalInputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the file as UTF-8") from None
-    except OSError as e:  # a file the caller named: missing, a folder, unreadable
-        raise EvalInputError(f"{path}: cannot read it ({e.strerror or e})") from None
+    text = read_text(path)
     rows, problems = [], []
     for i, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

@@ -74,18 +74,13 @@ def _as_messages(value, role: str, where: str) -> list[dict]:  # noqa: ANN001
 def read_preference_pairs(spec: str, db=None) -> list[tuple[list[dict], str, str]]:  # noqa: ANN001
     """(prompt messages, chosen text, rejected text) from a stored ``preference`` dataset (NAME[@v1.2]) or a
     JSONL file whose rows have ``prompt`` and ``chosen``/``rejected`` (text, or TRL conversational messages)."""
-    import json
     from pathlib import Path
+
+    from llmloop.eval.user_files import read_jsonl
 
     p = Path(spec)
     if p.exists():
-        raw = []
-        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    raw.append((f"{p} line {i}", json.loads(line)))
-                except json.JSONDecodeError as e:
-                    raise EvalInputError(f"{p} line {i}: not JSON ({e.msg})") from None
+        raw = read_jsonl(p)
     else:
         if db is None:
             raise EvalInputError(f"preference set {spec!r}: no such file")
