@@ -17,12 +17,18 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 
 def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
+
+
+def flag_errors(error: ValidationError, prefix: str = "") -> list[str]:
+    """Each validation error of a config built from flags, as ``--flag: message`` (the flag that fixes it);
+    ``prefix`` is the flags' common prefix (``judge_`` for ``--judge-…``)."""
+    return [f"{flag_name(prefix + '_'.join(map(str, x['loc'])))}: {x['msg']}" for x in error.errors()]
 
 
 def _extra(field: FieldInfo) -> dict[str, Any]:

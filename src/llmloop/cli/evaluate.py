@@ -382,6 +382,7 @@ def judge_answers(
     """Pointwise LLM judge: accuracy, relevance, fluency, professionalism (1–5) with reasons."""
     from pydantic import ValidationError
 
+    from llmloop.cli.config_flags import flag_errors
     from llmloop.eval.llm_judge import JudgeEndpoint, JudgeTemplates, LLMJudge
     from llmloop.eval.user_files import read_jsonl
 
@@ -397,8 +398,7 @@ def judge_answers(
     try:
         endpoint = JudgeEndpoint(base_url=judge_url, model=judge_model, api_key_env=judge_key_env, timeout_s=timeout)
     except ValidationError as e:
-        raise EvalInputError("; ".join(f"--judge-{'-'.join(map(str, x['loc'])).replace('_', '-')}: {x['msg']}"
-                                       for x in e.errors())) from None
+        raise EvalInputError("; ".join(flag_errors(e, "judge_"))) from None
     judge = LLMJudge(endpoint, JudgeTemplates.from_file(judge_templates) if judge_templates else None)
     try:
         report = judge.score(items, refs)

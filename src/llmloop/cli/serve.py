@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 
-from llmloop.cli.config_flags import with_config_flags
+from llmloop.cli.config_flags import flag_errors, with_config_flags
 from llmloop.serve.config import ServeConfig
 
 app = typer.Typer(
@@ -39,8 +39,7 @@ def serve(ctx: typer.Context, **values: Any) -> None:
     try:
         config = ServeConfig(**values)
     except ValidationError as e:
-        raise typer.BadParameter("; ".join(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
-                                           for err in e.errors())) from None
+        raise typer.BadParameter("; ".join(flag_errors(e))) from None
     from llmloop.app import run_gateway
 
     run_gateway(config)  # a UserError (an engine without its URL …): printed by cli/main.py, exit 2
