@@ -1,6 +1,6 @@
 """What every admin route shares: the caller's role, the gateway's objects, one blocking call (off
 the event loop), and uploads saved to a temp file. Errors: the library's ``LlmloopError``s reach the
-app's one handler (``serve.errors.http_error``: status and OpenAI-shaped body from the error's
+app's one handler (``serve.http_errors.http_error``: status and OpenAI-shaped body from the error's
 class); a bare ``ValueError``/``LookupError``/``KeyError`` is a bug and answers 500.
 
 Roles come from the gateway's own ``AuthService`` (``serve/auth.py``), so a key means the same thing
@@ -60,7 +60,7 @@ def actor(principal: Principal) -> str:
 
 
 def as_error(e: BaseException) -> LlmloopError | None:
-    """``e`` as the error the caller gets (``serve.errors.http_error`` renders it): an ``LlmloopError``
+    """``e`` as the error the caller gets (``serve.http_errors.http_error`` renders it): an ``LlmloopError``
     as it is; a request config that fails validation (422 invalid_config) and an optional package this
     gateway was installed without (501 missing_dependency) translated; None for anything else, a bug
     (answered 500 with its traceback logged, never a 4xx that blames the request)."""

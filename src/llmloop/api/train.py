@@ -1,8 +1,8 @@
 """``/api/v1/train``: presets, config validation, launching a training job (T10), its status,
 progress, per-step metrics and log, cancel and resume — each route calls one ``llmloop.train.worker``,
-``train.config`` or ``store.jobs`` function.
+``train.config`` or ``store.job_queue`` function.
 
-Jobs are ``train.jobs``'/``train.worker``'s: ``submit`` records a queued job; unless ``detach`` is
+Jobs are ``train.job_runner``'/``train.worker``'s: ``submit`` records a queued job; unless ``detach`` is
 set, the gateway is that job's worker, exactly as ``llmloop train`` is (``worker.claim_here`` then
 ``worker.run_claimed`` in a thread: the job runs in a process of its own, so training never shares
 the gateway's memory or GIL). With ``detach`` a ``llmloop jobs worker`` elsewhere runs it. Cancel

@@ -1,7 +1,7 @@
 """L3 pipelines: a declared chain of steps (sft → eval → dpo → eval → merge-scan → gate) run with
 ``llmloop pipeline run FILE``.
 
-Each step is a job (a row in ``jobs``: training steps through ``train.jobs.submit`` and ``run_submitted``, the
+Each step is a job (a row in ``jobs``: training steps through ``train.job_runner.submit`` and ``run_submitted``, the
 others through the same job table with stage ``eval``/``merge_scan``/``gate``), and each step's
 outputs are recorded in ``pipeline_steps``. A step's fields may name an earlier step's outputs as
 ``${step_id.key}`` (e.g. ``model: ${sft.version}``). Running the same file again resumes the

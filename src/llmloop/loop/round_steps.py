@@ -69,7 +69,7 @@ def _stage_config(policy: LoopPolicy, production: str, dataset: str, round_id: i
 
 def train(db: Database, policy: LoopPolicy, round_id: int, production: str, dataset: str) -> ModelVersion:
     """Train the candidate from ``production`` on ``dataset`` as a job like any other (submitted
-    through ``train.jobs.submit``, run by this process as its worker, so ``llmloop jobs`` lists it
+    through ``train.job_runner.submit``, run by this process as its worker, so ``llmloop jobs`` lists it
     with its stage, status and log); ``candidate`` alias → it."""
     from llmloop.train.job_runner import run_submitted, submit
 

@@ -1,6 +1,6 @@
 """M6: pick a job's best checkpoint by a validation metric, and say whether it overfitted.
 
-The evidence is the job's own log: per-step metrics in the store (``store.jobs.get_metrics``) and
+The evidence is the job's own log: per-step metrics in the store (``store.job_queue.get_metrics``) and
 the trainer's ``log_history`` in the newest checkpoint's ``trainer_state.json`` (which has every
 evaluation even when the store recorded only training losses). Overfitting is declared when, for
 ``patience`` evaluations in a row, the validation metric got worse while the training loss

@@ -3,7 +3,7 @@
 Each point is a full streamed merge (``merge.py``) into a scratch folder, scored, and deleted
 unless it is the best so far; the best one is renamed into place and registered as a candidate
 with the whole scan (every ratio and score) in its lineage. Scores come from the eval package:
-- ``perplexity`` (default; lower is better): ``eval.metrics.perplexity`` of each eval row's
+- ``perplexity`` (default; lower is better): ``eval.text_metrics.perplexity`` of each eval row's
   conversation with its reference answer — needs ``reference`` in the rows, no generation;
 - any metric of ``eval.report.score`` (``exact_match``, ``bleu``, ``rougeL``, ``accuracy`` …; higher
   is better): the merged model answers every row through the embedded engine (``eval.report.run_eval``).

@@ -6,7 +6,7 @@ experimental ``ORPOTrainer``'s (Hong et al. 2024): the negative log-likelihood o
 minus ``beta`` (ORPO's λ) times the log-sigmoid of the log odds ratio of chosen over rejected. No
 reference model is loaded, so a round costs one model's memory and one forward pass per answer.
 
-The model to train comes from ``train.common.load_policy`` like every stage's: a new PEFT LoRA adapter
+The model to train comes from ``train.recipe_base.load_policy`` like every stage's: a new PEFT LoRA adapter
 on a full-weight version, the starting version's adapter continued (the loop's "train from the
 production adapter"), or ``adapter_start: merge`` / full fine-tuning. TRL 1.16's ``ORPOConfig`` takes
 ``max_length`` (prompt + answer) and ``processing_class=``; it has no ``max_prompt_length``.

@@ -1,9 +1,9 @@
 """Jobs as processes (T10): claim, run each job in a process of its own, cancel, resume.
 
 The contract:
-- ``submit(db, stage, config)`` (``train.jobs``, re-exported here) records a queued job.
+- ``submit(db, stage, config)`` (``train.job_runner``, re-exported here) records a queued job.
 - A worker (``llmloop jobs worker``, or ``run_here`` for the job a caller just submitted: ``llmloop
-  train``, ``jobs resume``, the REST API) claims jobs atomically (``store.jobs.claim_next``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a
+  train``, ``jobs resume``, the REST API) claims jobs atomically (``store.job_queue.claim_next``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a
   guarded update on SQLite), so several workers on several machines can share one PostgreSQL store
   and one ``LLMLOOP_HOME`` (shared filesystem) without running a job twice.
 - Each job runs as ``python -m llmloop.train.worker run JOB_ID`` in a new process session; its
