@@ -59,11 +59,10 @@ def split_cmd(
         cfg = RoutingConfig.from_split(weights)
     except SplitError as e:
         raise typer.BadParameter(str(e).replace("--split", "WEIGHTS")) from None
-    db = open_workspace_database()
-    unknown = offline_admin.unknown_names(db, cfg.weights)
-    if unknown:
-        raise typer.BadParameter(f"{unknown} name no version or alias (see `llmloop models list`)")
-    s = offline_admin.set_split(db, cfg.weights, reason=reason, actor="cli")
+    try:
+        s = offline_admin.set_split(open_workspace_database(), cfg.weights, reason=reason, actor="cli")
+    except offline_admin.SplitError as e:  # a name that is no version or alias
+        raise typer.BadParameter(str(e)) from None
     shares = ", ".join(f"{k} {v:.1%}" for k, v in cfg.normalised().items())
     typer.echo(f"split #{s.id} in force: {shares}")
 

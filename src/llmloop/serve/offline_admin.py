@@ -11,13 +11,13 @@ from collections.abc import Iterable
 
 from llmloop.store import Database, apikeys, registry, traffic
 from llmloop.store.apikeys import ApiKey, ApiKeyError
-from llmloop.store.traffic import TrafficSplit
+from llmloop.store.traffic import SplitError, TrafficSplit
 
-__all__ = ["ApiKey", "ApiKeyError", "TrafficSplit", "create_key", "list_keys", "revoke_key", "set_split",
-           "unknown_names"]
+__all__ = ["ApiKey", "ApiKeyError", "SplitError", "TrafficSplit", "create_key", "list_keys", "revoke_key",
+           "set_split"]
 
 
-def unknown_names(db: Database, names: Iterable[str]) -> list[str]:
+def _unknown_names(db: Database, names: Iterable[str]) -> list[str]:
     """The ``names`` that are neither a version nor an alias (a split may route only to those)."""
     unknown = []
     for name in names:
@@ -29,7 +29,11 @@ def unknown_names(db: Database, names: Iterable[str]) -> list[str]:
 
 
 def set_split(db: Database, weights: dict[str, float], *, reason: str = "", actor: str = "") -> TrafficSplit:
-    """Record the split every gateway on this store routes ``model='llmloop'`` by (kept in its history)."""
+    """Record the split every gateway on this store routes ``model='llmloop'`` by (kept in its history);
+    ``SplitError`` when a name is neither a version nor an alias, and nothing is recorded."""
+    unknown = _unknown_names(db, weights)
+    if unknown:
+        raise SplitError(f"{unknown} name no version or alias (see `llmloop models list`)")
     return traffic.set_split(db, weights, reason=reason, actor=actor)
 
 
