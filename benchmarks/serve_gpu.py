@@ -23,9 +23,10 @@ p50/p99 over all requests. A warm-up round (8 new tokens) of the same shape runs
   streaming=True)``), the engine's wrapper left out.
 
 Multi-LoRA (``--lora``): 8 LoRA adapters (r 16, every linear layer) loaded as 8 versions on the
-one base; 64 concurrent ``chat`` requests (the engine's batching thread) all for one adapter vs 8
-each for 8 adapters; and PEFT's mixed-adapter batch (``generate(adapter_names=...)``) for the same 64
-requests as one batch, for reference.
+one base; 64 concurrent ``chat`` requests (the engine's batching thread, which serves the queued
+requests of every adapter on one base as one mixed-adapter batch) all for one adapter vs 8 each for
+8 adapters, with the generate calls that served them; and PEFT's mixed-adapter batch
+(``generate(adapter_names=...)``) for the same 64 requests as one batch, driven directly, for reference.
 """
 
 from __future__ import annotations
@@ -387,8 +388,11 @@ def run_lora(model_dir: Path, adapters: list[Path], opts, texts: list[str], devi
             return time.perf_counter() - t0, gen.completion_tokens
 
         clients(n, 1, texts[::-1], one)  # warm-up
+        before = dict(engine.stats)
         r = {"variant": f"engine chat, {label}", **clients(n, 1, texts, one)}
         r["ttft_note"] = "non-streaming: latency of the whole answer"
+        r["generate_calls"] = engine.stats["chat_batches"] - before["chat_batches"]
+        r["mixed_adapter_batches"] = engine.stats["mixed_batches"] - before["mixed_batches"]
         rows.append(r)
         print(json.dumps(r), flush=True)
     # PEFT's mixed-adapter batch: the same 64 requests as one generate with a per-row adapter

@@ -47,3 +47,39 @@ def test_auto_merges_small_bases_on_cpu_only(versions):
     assert "v1.0" not in big._merged and _lora_layers(big._bases[registry.get(versions, "v1.0").base_model].model) > 0
     with pytest.raises(ValueError, match="auto, always or never"):
         EmbeddedEngine(device="cpu", merge_adapters="sometimes")  # type: ignore[arg-type]
+
+
+def test_adapter_versions_of_one_base_share_a_batch(versions):
+    """Concurrent chat requests for several versions attached to one shared base (two adapters and the
+    plain base) are generated as one mixed-adapter batch, and each answers what its version answers
+    alone."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = EmbeddedEngine(device="cpu", merge_adapters="never")
+    names = ("v1.0", "v1.1", "c1.0")
+    for name in names:
+        engine.load(registry.get(versions, name))
+    assert len({engine.version(n).base_model for n in names}) == 1
+    alone = {name: [g.text for g in engine.chat_batch(name, PROMPTS, GREEDY)] for name in names}
+    requests = [(name, m) for name in names for m in PROMPTS]
+
+    def queued() -> int:
+        return sum(len(q) for q in list(engine._queue.values()))
+
+    def wait_for(condition) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + 30
+        while not condition():
+            assert time.monotonic() < deadline, "requests did not queue"
+            time.sleep(0.01)
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        with engine._lock:  # the batcher takes the first request, then waits here while the rest queue
+            first = pool.submit(engine.chat, *requests[0], GREEDY)
+            wait_for(lambda: engine._batcher is not None and queued() == 0)
+            rest = [pool.submit(engine.chat, name, m, GREEDY) for name, m in requests[1:]]
+            wait_for(lambda: queued() == len(requests) - 1)
+        answers = [f.result()[0].text for f in [first, *rest]]
+    assert answers == [alone[name][PROMPTS.index(m)] for name, m in requests]
+    assert engine.stats["chat_batches"] == 2 and engine.stats["mixed_batches"] == 1
+    assert len(set(answers)) > 2  # the versions do answer differently

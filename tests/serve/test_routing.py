@@ -130,8 +130,8 @@ def test_callers_that_keep_asking_stay_batched(tiny_model_dir):
 
     engine = _engine_with_version(tiny_model_dir)
     sizes = []
-    rows = engine._chat_rows
-    engine._chat_rows = lambda version, batch, params: sizes.append(sum(n for _, n in batch)) or rows(version, batch, params)
+    rows = engine._chat_versions
+    engine._chat_versions = lambda batch, params: sizes.append(sum(p.n for p in batch)) or rows(batch, params)
     params = SamplingParams(max_tokens=16, temperature=1.0)
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: engine.chat("v", [{"role": "user", "content": f"q{i}"}], params, n=2), range(48)))
@@ -146,8 +146,8 @@ def test_batches_hold_at_most_max_batch_rows(tiny_model_dir):
 
     engine = _engine_with_version(tiny_model_dir, max_batch_rows=4)
     sizes = []
-    rows = engine._chat_rows
-    engine._chat_rows = lambda version, batch, params: sizes.append(sum(n for _, n in batch)) or rows(version, batch, params)
+    rows = engine._chat_versions
+    engine._chat_versions = lambda batch, params: sizes.append(sum(p.n for p in batch)) or rows(batch, params)
     params = SamplingParams(max_tokens=8, temperature=1.0)
     with ThreadPoolExecutor(12) as pool:
         answers = list(pool.map(lambda i: engine.chat("v", [{"role": "user", "content": f"q{i}"}], params, n=2), range(12)))

@@ -5,8 +5,11 @@ once and every version's LoRA adapter is attached to it by name, so switching ve
 costs nothing but ``set_adapter``. On a CPU with a small base (``merge_adapters="auto"``) each adapter
 version is instead served from its own copy of the base with the adapter merged in: one more copy of
 a small model per version buys generation without the LoRA layers' extra matmuls (~25% faster there).
-Generation is serialised by a lock (the active adapter is model state); requests for the same
-version and sampling settings are generated as one batch by a batching thread. On a GPU, streams
+Generation is serialised by a lock (the active adapter is model state); ``chat`` requests with the
+same sampling settings are generated as one batch by a batching thread: the requests of one version,
+or, on a base shared by several adapter versions, the requests of all of them at once, each row
+through its own adapter (PEFT's mixed-adapter batch, ``generate(adapter_names=...)``, as vLLM's
+multi-LoRA serving does), so 8 adapters under load cost about what one does. On a GPU, streams
 of versions without an adapter are batched continuously instead (inference/continuous.py: transformers'
 paged-attention manager; a stream joins the running batch at the next decode step), which
 ``benchmarks/serve_gpu.py`` measured faster than the serialised path under concurrent clients.
@@ -33,6 +36,7 @@ from llmloop.store.records import ModelVersion
 class _Pending:
     """A ``chat`` request waiting to be generated in some caller's batch."""
 
+    version: str
     messages: list[dict[str, Any]]
     n: int
     done: threading.Event = field(default_factory=threading.Event)
@@ -78,11 +82,12 @@ class EmbeddedEngine:
         self._lock = threading.RLock()
         self._tokenizer_lock = threading.Lock()  # see _tokenize
         self._queue_ready = threading.Condition()
-        self._queue: dict[tuple[str, SamplingParams], list[_Pending]] = {}
+        self._queue: dict[tuple[str, SamplingParams], list[_Pending]] = {}  # (_batch_group, params) -> requests
         self._batcher: threading.Thread | None = None
         self.max_batch_rows = max_batch_rows
         # how much batching happened: chat requests served, and the generate calls that served them
-        self.stats = {"chat_requests": 0, "chat_batches": 0}
+        # (mixed_batches: those that served several adapter versions of one base at once)
+        self.stats = {"chat_requests": 0, "chat_batches": 0, "mixed_batches": 0}
 
     # -- loading ---------------------------------------------------------------------------------
     def load(self, version: ModelVersion) -> None:
@@ -226,6 +231,16 @@ class EmbeddedEngine:
             return base, base.model.disable_adapter()
         return base, contextlib.nullcontext()
 
+    def _batch_group(self, name: str) -> str:
+        """Which queued requests one batch may serve together: those of one version, or of every version
+        attached to the same shared base (they differ only in the adapter each row goes through). No lock:
+        a request must queue while a batch generates (a version loaded or unloaded meanwhile is caught
+        when its batch is served, see ``_serve``)."""
+        v = self._versions.get(name)
+        if v is None or name in self._merged:
+            return "version:" + name  # an unknown one fails in its own batch; a merged copy is its own model
+        return "base:" + v.base_model
+
     def _encode_chat(self, tok, conversations: list[list[dict[str, Any]]]):  # noqa: ANN001
         texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
         return self._tokenize(tok, texts, return_tensors="pt", padding=True)
@@ -237,7 +252,8 @@ class EmbeddedEngine:
         with self._tokenizer_lock:
             return tok(text, add_special_tokens=False, **kwargs)
 
-    def _generate(self, base: _Base, enc, params: SamplingParams, n: int = 1, streamer=None):  # noqa: ANN001
+    def _generate(self, base: _Base, enc, params: SamplingParams, n: int = 1, streamer=None,  # noqa: ANN001
+                  adapter_names: list[str] | None = None):
         import torch
 
         kwargs: dict[str, Any] = dict(
@@ -252,6 +268,8 @@ class EmbeddedEngine:
             kwargs.update(do_sample=False, temperature=None, top_p=None)
         if params.seed is not None:
             torch.manual_seed(params.seed)
+        if adapter_names is not None:
+            kwargs["adapter_names"] = adapter_names
         enc = {k: v.to(self.device) for k, v in enc.items()}
         with torch.inference_mode():
             return base.model.generate(**enc, **kwargs)
@@ -272,20 +290,22 @@ class EmbeddedEngine:
     def chat(self, version: str, messages: list[dict[str, Any]], params: SamplingParams, n: int = 1) -> list[Generation]:
         """``n`` samples for one conversation.
 
-        Concurrent calls for the same version and sampling settings are generated together: a
-        request joins a queue and one batching thread takes every queued request of the oldest kind
-        (up to ``max_batch_rows`` sequences) and runs them as one left-padded batch while new ones
+        Concurrent calls with the same sampling settings for the same version, or for versions
+        attached to one shared base, are generated together: a request joins a queue and one batching
+        thread takes every queued request of the oldest kind (up to ``max_batch_rows`` sequences) and
+        runs them as one left-padded batch, each row through its version's adapter, while new ones
         queue up. No request waits for a timer. A request with a ``seed`` runs alone, so that it repeats.
         """
         # Greedy decoding has one answer (and transformers refuses n > 1 without sampling).
         k = n if params.temperature > 0 else 1
         if params.seed is not None:
             with self._lock:
-                gens = self._chat_rows(version, [(messages, k)], params)[0]
+                gens = self._chat_versions([_Pending(version, messages, k)], params)[0]
             return gens if k == n else gens * n
-        pending = _Pending(messages, k)
+        pending = _Pending(version, messages, k)
+        key = (self._batch_group(version), params)
         with self._queue_ready:
-            self._queue.setdefault((version, params), []).append(pending)
+            self._queue.setdefault(key, []).append(pending)
             if self._batcher is None or not self._batcher.is_alive():
                 self._batcher = threading.Thread(target=self._batch_loop, name="llmloop-batcher", daemon=True)
                 self._batcher.start()
@@ -314,33 +334,56 @@ class EmbeddedEngine:
                     batch.append(queued.pop(0))
                 if queued:  # the rest waits for the next batch, behind the other kinds
                     self._queue[key] = queued
-            version, params = key
             with self._lock:
                 self.stats["chat_requests"] += len(batch)
-                self.stats["chat_batches"] += 1
                 try:
-                    results = self._chat_rows(version, [(p.messages, p.n) for p in batch], params)
-                    for p, gens in zip(batch, results, strict=True):
-                        p.result = gens
-                except BaseException as e:  # noqa: BLE001 - handed to each waiting caller
-                    for p in batch:
-                        p.error = e
+                    self._serve(batch, key[1])
                 finally:
                     for p in batch:
                         p.done.set()
 
-    def _chat_rows(self, version: str, rows: list[tuple[list[dict[str, Any]], int]], params: SamplingParams) -> list[list[Generation]]:
-        """``n`` samples for each (conversation, n), as one batch; the caller holds the lock."""
-        base, ctx = self._select(version)
-        flat = [messages for messages, n in rows for _ in range(n)]
-        enc = self._encode_chat(base.tokenizer, flat)
+    def _serve(self, batch: list[_Pending], params: SamplingParams) -> None:
+        """Answer ``batch`` (results or the error on each request); the caller holds the lock. A batch of
+        several versions that fails (one was unloaded meanwhile, say) is served again one version at a
+        time, so that an error reaches only the callers of the version it belongs to."""
+        self.stats["chat_batches"] += 1
+        try:
+            results = self._chat_versions(batch, params)
+        except BaseException as e:  # noqa: BLE001 - handed to each waiting caller
+            versions = list(dict.fromkeys(p.version for p in batch))
+            if len(versions) == 1:
+                for p in batch:
+                    p.error = e
+                return
+            for v in versions:
+                self._serve([p for p in batch if p.version == v], params)
+            return
+        for p, gens in zip(batch, results, strict=True):
+            p.result = gens
+
+    def _chat_versions(self, batch: list[_Pending], params: SamplingParams) -> list[list[Generation]]:
+        """``n`` samples for each request of ``batch``, as one left-padded batch; the caller holds the lock.
+        Requests of several versions (``_batch_group``: adapters on one shared base) go through PEFT's
+        mixed-adapter batch, each row through its own version's adapter."""
+        import contextlib
+
+        names = [p.version for p in batch for _ in range(p.n)]
+        adapter_names = None
+        if len(set(names)) == 1:
+            base, ctx = self._select(names[0])
+        else:
+            base, ctx = self._bases[self.version(names[0]).base_model], contextlib.nullcontext()
+            if base.adapters:  # else every version serves the plain base
+                adapter_names = [_adapter_name(v) if self.version(v).adapter_path else "__base__" for v in names]
+                self.stats["mixed_batches"] += 1
+        enc = self._encode_chat(base.tokenizer, [p.messages for p in batch for _ in range(p.n)])
         with ctx:
-            out = self._generate(base, enc, params)
+            out = self._generate(base, enc, params, adapter_names=adapter_names)
         gens = self._decode(base, out, enc["input_ids"].shape[1], [int(m.sum()) for m in enc["attention_mask"]], params)
         grouped, i = [], 0
-        for _, n in rows:
-            grouped.append(gens[i : i + n])
-            i += n
+        for p in batch:
+            grouped.append(gens[i : i + p.n])
+            i += p.n
         return grouped
 
     def chat_batch(self, version: str, conversations: list[list[dict[str, Any]]], params: SamplingParams) -> list[Generation]:
