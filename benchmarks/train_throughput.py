@@ -308,11 +308,25 @@ def measure(stage: str, variant: str, model_dir: Path, rows: list[dict], cfg, pe
     import torch
 
     began = time.perf_counter()
+    setup_profile = None
+    if os.environ.get("BENCH_PROFILE_SETUP") == "1":  # --profile-setup: where the trainer's build goes
+        import cProfile
+
+        setup_profile = cProfile.Profile()
+        setup_profile.enable()
     if stage == "sft":
         trainer = run_sft(variant, model_dir, rows, tmp / f"{stage}-{variant}", expert_attn=expert_attn)
     else:
         trainer = run_dpo(variant, model_dir, rows, tmp / f"{stage}-{variant}", expert_attn=expert_attn, dpo_batch=dpo_batch)
     setup_s = time.perf_counter() - began
+    if setup_profile is not None:
+        import io
+        import pstats
+
+        setup_profile.disable()
+        text = io.StringIO()
+        pstats.Stats(setup_profile, stream=text).sort_stats("cumulative").print_stats(40)
+        print(f"setup profile of {stage} ({variant}), {setup_s:.1f} s:\n{text.getvalue()}", flush=True)
     if on_gpu():
         torch.cuda.reset_peak_memory_stats()
     clock = steady_clock(warmup)
@@ -428,6 +442,8 @@ def spawn(task: dict, timeout: float) -> dict:
         output = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         output += f"\ntimed out after {timeout:.0f} s"
     found = [line[len("RESULT "):] for line in output.splitlines() if line.startswith("RESULT ")]
+    if "setup profile of" in output:  # --profile-setup
+        print(output[output.index("setup profile of"):].split("\nRESULT ")[0], flush=True)
     if found:
         result = json.loads(found[-1])
         result["process_s"] = round(time.perf_counter() - began, 1)
@@ -482,8 +498,12 @@ def main() -> None:
                         help="(b)'s DPO pairs per forward pass; accumulation makes up 8 pairs per step as (a)")
     parser.add_argument("--profile", default="", help="After the runs, profile 3 steps of these, e.g. sft:b,sft:c")
     parser.add_argument("--timeout", type=float, default=900, help="Seconds one variant's process may take")
+    parser.add_argument("--profile-setup", action="store_true",
+                        help="Print a cProfile (cumulative, top 40) of each variant's trainer build (the setup seconds)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     opts = parser.parse_args()
+    if opts.profile_setup:
+        os.environ["BENCH_PROFILE_SETUP"] = "1"  # read by the workers spawned below
     if opts.worker:
         print("RESULT " + json.dumps(worker(json.loads(opts.worker))), flush=True)
         return
