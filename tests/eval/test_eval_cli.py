@@ -113,3 +113,11 @@ def test_review_export_then_import(tmp_path):
     r = runner.invoke(app, ["eval", "review-import", str(sheet)])
     assert r.exit_code == 2 and "row 2: preferred" in r.output
     assert runner.invoke(app, ["eval", "review-export", str(sheet), "--sheet", str(tmp_path / "x.csv")]).exit_code == 2
+
+
+def test_eval_judge_names_the_flag_that_fixes_a_bad_value(tmp_path):
+    answers = tmp_path / "a.jsonl"
+    answers.write_text('{"prompt": "hi", "answer": "hello"}\n')
+    r = runner.invoke(app, ["eval", "judge", str(answers), "--judge-url", "http://127.0.0.1:9/v1",
+                            "--judge-model", "m", "--timeout", "0"])
+    assert r.exit_code == 2 and "--timeout:" in r.output and "timeout-s" not in r.output, r.output

@@ -25,10 +25,15 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def flag_errors(error: ValidationError, prefix: str = "") -> list[str]:
+def flag_errors(error: ValidationError, prefix: str = "", flags: dict[str, str] | None = None) -> list[str]:
     """Each validation error of a config built from flags, as ``--flag: message`` (the flag that fixes it);
-    ``prefix`` is the flags' common prefix (``judge_`` for ``--judge-…``)."""
-    return [f"{flag_name(prefix + '_'.join(map(str, x['loc'])))}: {x['msg']}" for x in error.errors()]
+    ``prefix`` is the flags' common prefix (``judge_`` for ``--judge-…``); ``flags`` names the flag of a
+    field whose flag is spelled otherwise (``{"timeout_s": "--timeout"}``)."""
+    out = []
+    for x in error.errors():
+        field = "_".join(map(str, x["loc"]))
+        out.append(f"{(flags or {}).get(field) or flag_name(prefix + field)}: {x['msg']}")
+    return out
 
 
 def _extra(field: FieldInfo) -> dict[str, Any]:

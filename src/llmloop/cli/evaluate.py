@@ -398,7 +398,8 @@ def judge_answers(
     try:
         endpoint = JudgeEndpoint(base_url=judge_url, model=judge_model, api_key_env=judge_key_env, timeout_s=timeout)
     except ValidationError as e:
-        raise EvalInputError("; ".join(flag_errors(e, "judge_"))) from None
+        raise EvalInputError("; ".join(flag_errors(e, "judge_", {
+            "base_url": "--judge-url", "api_key_env": "--judge-key-env", "timeout_s": "--timeout"}))) from None
     judge = LLMJudge(endpoint, JudgeTemplates.from_file(judge_templates) if judge_templates else None)
     try:
         report = judge.score(items, refs)
