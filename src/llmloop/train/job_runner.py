@@ -27,7 +27,7 @@ import os
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +48,26 @@ log = logging.getLogger("llmloop.train")
 
 Recipe = Callable[[Any, StartingModel, list[dict[str, Any]], Path, list], RecipeOutput]
 # Read from train.config.STAGE_TABLE, the one list of stages.
-RECIPES: dict[str, Recipe] = {s.name: s.recipe_function() for s in STAGE_TABLE}
+
+
+class _Recipes(Mapping[str, Recipe]):
+    """stage -> its recipe, imported on first use (``Stage.recipe`` is a lazy "module:function"): reading
+    a job, or running one stage, imports no other stage's recipe (nor TRL's trainers for them)."""
+
+    def __getitem__(self, stage: str) -> Recipe:
+        for s in STAGE_TABLE:
+            if s.name == stage:
+                return s.recipe_function()
+        raise KeyError(stage)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([s.name for s in STAGE_TABLE])
+
+    def __len__(self) -> int:
+        return len(STAGE_TABLE)
+
+
+RECIPES: Mapping[str, Recipe] = _Recipes()
 DATASET_KIND: dict[str, str] = {s.name: s.dataset_kind for s in STAGE_TABLE}
 MODEL_KIND: dict[str, str] = {s.name: s.model_kind for s in STAGE_TABLE if s.model_kind is not None}
 # rm trains a scorer, not a generator: its output is recorded with the job, not registered
