@@ -389,12 +389,7 @@ class EmbeddedEngine:
     def chat_batch(self, version: str, conversations: list[list[dict[str, Any]]], params: SamplingParams) -> list[Generation]:
         """One sample for each conversation, generated as one left-padded batch."""
         with self._lock:
-            base, ctx = self._select(version)
-            enc = self._encode_chat(base.tokenizer, conversations)
-            with ctx:
-                out = self._generate(base, enc, params)
-            plen = enc["input_ids"].shape[1]
-            return self._decode(base, out, plen, [int(m.sum()) for m in enc["attention_mask"]], params)
+            return [gens[0] for gens in self._chat_versions([_Pending(version, c, 1) for c in conversations], params)]
 
     def chat_stream(self, version: str, messages: list[dict[str, Any]], params: SamplingParams, result: StreamResult) -> Iterator[str]:
         """Yield text pieces as they are generated; ``result`` holds counts once exhausted.
