@@ -41,13 +41,12 @@ from llmloop.store.job_queue import JobNotFound, JobNotResumable, get_job, get_m
 from llmloop.store.records import DatasetVersion, Job, ModelVersion
 from llmloop.models.sources import resolve as resolve_source
 from llmloop.train.recipe_base import MERGED_BASE, RecipeOutput, StartingModel, TrainingInputError
-from llmloop.train.config import CONFIGS, STAGE_TABLE, StageConfig
+from llmloop.train.config import CONFIGS, STAGE_BY_NAME, STAGE_TABLE, StageConfig
 from llmloop.train.live_metrics import MetricsRecorder, ProgressFn, plot_loss
 
 log = logging.getLogger("llmloop.train")
 
 Recipe = Callable[[Any, StartingModel, list[dict[str, Any]], Path, list], RecipeOutput]
-# Read from train.config.STAGE_TABLE, the one list of stages.
 
 
 class _Recipes(Mapping[str, Recipe]):
@@ -55,18 +54,16 @@ class _Recipes(Mapping[str, Recipe]):
     a job, or running one stage, imports no other stage's recipe (nor TRL's trainers for them)."""
 
     def __getitem__(self, stage: str) -> Recipe:
-        for s in STAGE_TABLE:
-            if s.name == stage:
-                return s.recipe_function()
-        raise KeyError(stage)
+        return STAGE_BY_NAME[stage].recipe_function()
 
     def __iter__(self) -> Iterator[str]:
-        return iter([s.name for s in STAGE_TABLE])
+        return iter(STAGE_BY_NAME)
 
     def __len__(self) -> int:
-        return len(STAGE_TABLE)
+        return len(STAGE_BY_NAME)
 
 
+# Read from train.config.STAGE_TABLE, the one list of stages.
 RECIPES: Mapping[str, Recipe] = _Recipes()
 DATASET_KIND: dict[str, str] = {s.name: s.dataset_kind for s in STAGE_TABLE}
 MODEL_KIND: dict[str, str] = {s.name: s.model_kind for s in STAGE_TABLE if s.model_kind is not None}
