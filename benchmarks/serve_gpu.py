@@ -424,15 +424,16 @@ def run_lora(model_dir: Path, adapters: list[Path], opts, texts: list[str], devi
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="Tiny model on the CPU, 1 and 4 clients: checks the code paths")
-    ap.add_argument("--clients", default="1,8,64", help="Concurrent streaming clients, comma-separated")
+    ap.add_argument("--clients", default=None, help="Concurrent streaming clients, comma-separated (default 1,8,64; --smoke: 1,4)")
     ap.add_argument("--rounds", type=int, default=2, help="Requests each client sends one after another")
-    ap.add_argument("--max-tokens", type=int, default=128, help="New tokens per answer (every answer runs to it)")
+    ap.add_argument("--max-tokens", type=int, default=None,
+                    help="New tokens per answer (every answer runs to it; default 128, --smoke: 8)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; empty: only the multi-LoRA part")
     ap.add_argument("--serial-max-clients", type=int, default=8, help="engine-serial runs only up to this many clients")
     ap.add_argument("--cache-memory", type=float, default=0.3,
                     help="hf-cb's share of free GPU memory for its KV cache (the engine's: inference/continuous.py)")
     ap.add_argument("--lora", type=int, default=8, help="Adapters for the multi-LoRA part (0: skip it)")
-    ap.add_argument("--lora-clients", type=int, default=64)
+    ap.add_argument("--lora-clients", type=int, default=None, help="default 64, --smoke: 4")
     ap.add_argument("--out", type=Path, default=None, help="Write serve_gpu.json here")
     opts = ap.parse_args()
 
@@ -444,8 +445,11 @@ def main() -> None:
     import transformers
 
     device = "cpu" if opts.smoke else "cuda"
+    smoke_or = (lambda small, full: small if opts.smoke else full)  # noqa: E731
+    opts.clients = opts.clients or smoke_or("1,4", "1,8,64")
+    opts.max_tokens = opts.max_tokens or smoke_or(8, 128)
+    opts.lora_clients = opts.lora_clients or smoke_or(4, 64)
     if opts.smoke:
-        opts.clients, opts.max_tokens, opts.lora_clients = "1,4", 8, 4
         opts.lora = min(opts.lora, 2)
     else:
         assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU (or --smoke on a CPU)"

@@ -80,11 +80,12 @@ def test_lora_input_cast_changes_no_gradient_on_cuda(tiny_model_dir, monkeypatch
         speed = plan(config.speed, "sft")
         assert speed.lora_input_cast is cast
         monkeypatch.setattr(recipe_base, "_dtype", lambda config: torch.float32 if fp32 else torch.bfloat16)
-        model = load_policy(StartingModel(str(tiny_model_dir), str(tiny_model_dir)), config, speed).cuda()
-        model.train()
+        model = load_policy(StartingModel(str(tiny_model_dir), str(tiny_model_dir)), config, speed)
         for name, p in model.named_parameters():  # lora_B starts at zero: give lora_A a gradient too
-            if "lora_B" in name:
+            if "lora_B" in name:  # (on the CPU: a CPU generator, the same draw for every run)
                 torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(len(name)))
+        model = model.cuda()
+        model.train()
         ids = torch.arange(3, 67, device="cuda").unsqueeze(0)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=not fp32):
             loss = model(input_ids=ids, labels=ids).loss

@@ -88,7 +88,12 @@ class ContinuousStreams:
                 route.put(out)
 
     def stream(self, input_ids: list[int], max_new_tokens: int, temperature: float, top_p: float) -> Iterator[tuple[list[int], bool]]:
-        """Yield (all tokens generated so far, finished) as tokens arrive; closing it cancels the request."""
+        """Yield (all tokens generated so far, finished) as tokens arrive; closing it cancels the request.
+
+        Under load a consumer falls behind the manager's decode steps: the outputs queued for it meanwhile
+        are skipped to the newest (each holds every token so far), so one consumer wake-up and one
+        detokenisation serve several steps, and the manager's thread (host-bound Python per step) does not
+        wait on the GIL for work nobody reads."""
         manager = self._manager(temperature, top_p)
         with self._lock:
             self._counter += 1
@@ -106,10 +111,15 @@ class ContinuousStreams:
                     if not manager.is_running():
                         raise RuntimeError("the continuous-batching generation thread stopped") from None
                     continue
+                while not out.error and not out.is_finished():  # outputs are cumulative: a stream that fell
+                    try:                                        # behind takes only the newest
+                        out = route.get_nowait()
+                    except queue.Empty:
+                        break
                 if out.error:
                     raise RuntimeError(f"continuous batching failed for this request: {out.error}")
                 finished = out.is_finished()
-                yield list(out.generated_tokens), finished
+                yield out.generated_tokens, finished  # a copy of the request's tokens, ours to keep
         finally:
             if not finished:
                 manager.cancel_request(request_id)

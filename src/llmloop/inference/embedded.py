@@ -172,12 +172,13 @@ class EmbeddedEngine:
         text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         input_ids = self._tokenize(tok, text)["input_ids"]
         eos = set(_eos_ids(base))
+        detok = _Detokenizer(tok)
         emitted, stopped, ids, ended = "", False, [], None
-        for tokens, _finished in streams.stream(input_ids, params.max_tokens, params.temperature, params.top_p):
-            ended = next((j for j, t in enumerate(tokens) if t in eos), None)
+        for tokens, finished in streams.stream(input_ids, params.max_tokens, params.temperature, params.top_p):
+            ended = next((j for j in range(len(ids), len(tokens)) if tokens[j] in eos), None)
             ids = tokens if ended is None else tokens[:ended]
-            decoded = _clean(tok.decode(ids, skip_special_tokens=True))
-            if ended is None and not _finished and decoded.endswith("\ufffd"):
+            decoded = detok.text(ids, final=finished or ended is not None)
+            if decoded is None:
                 continue  # a character split across tokens: wait for the rest of it
             candidate, stopped = truncate_at_stop(decoded, params.stop)
             if candidate[len(emitted):] and candidate.startswith(emitted):
@@ -458,6 +459,37 @@ class EmbeddedEngine:
                 out = self._generate(base, enc, params)
             plen = enc["input_ids"].shape[1]
             return self._decode(base, out, plen, [plen], params)[0]
+
+
+class _Detokenizer:
+    """The text of a growing list of generated ids, as ``tokenizer.decode(ids, skip_special_tokens=True)``
+    gives it, without decoding every id again on every step: a fast tokenizer's ``DecodeStream`` (the
+    tokenizers library's incremental decoder) takes the new ids only. The last text (``final``) is one
+    full decode, so a stream ends with exactly what the serialised path returns. Tokenizers that clean
+    up spaces after decoding (a pass over the whole text) or are not fast decode in full each time.
+    ``text`` returns None while the newest ids end inside a character."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self.backend = None if getattr(tokenizer, "clean_up_tokenization_spaces", False) else backend
+        if self.backend is not None:
+            from tokenizers.decoders import DecodeStream
+
+            self.stream = DecodeStream(skip_special_tokens=True)
+        self.fed, self.decoded = 0, ""
+
+    def text(self, ids: list[int], final: bool) -> str | None:
+        if final or self.backend is None:
+            decoded = _clean(self.tokenizer.decode(ids, skip_special_tokens=True))
+            return None if not final and decoded.endswith("\ufffd") else decoded
+        piece = None
+        for token in ids[self.fed:]:
+            piece = self.stream.step(self.backend, token)
+            if piece:
+                self.decoded += _clean(piece)
+        self.fed = len(ids)
+        return self.decoded if piece is not None else None
 
 
 def _clean(text: str) -> str:
