@@ -401,23 +401,39 @@ def run_lora(model_dir: Path, adapters: list[Path], opts, texts: list[str], devi
     enc = tok([tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
                for t in texts[:n]], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
     names = [f"v_lora{i % len(adapters)}" for i in range(n)]
-    for label, adapter_names in (("1 adapter", ["v_lora0"] * n), (f"{len(adapters)} adapters", names)):
+
+    def mixed(adapter_names: list[str], new_tokens: int, rows_: int = n) -> tuple[float, int]:
         with torch.inference_mode():
-            base.model.generate(**{k: v[:2] for k, v in enc.items()}, max_new_tokens=4, do_sample=False,
-                                adapter_names=adapter_names[:2], pad_token_id=tok.pad_token_id)
             if device == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            out = base.model.generate(**enc, max_new_tokens=opts.max_tokens, do_sample=False, adapter_names=adapter_names,
-                                      pad_token_id=tok.pad_token_id)
+            out = base.model.generate(**{k: v[:rows_] for k, v in enc.items()}, max_new_tokens=new_tokens, do_sample=False,
+                                      adapter_names=adapter_names[:rows_], pad_token_id=tok.pad_token_id)
             if device == "cuda":
                 torch.cuda.synchronize()
-        wall = time.perf_counter() - t0
-        tokens = (out.shape[1] - enc["input_ids"].shape[1]) * n
+        return time.perf_counter() - t0, (out.shape[1] - enc["input_ids"].shape[1]) * rows_
+
+    runs = (("1 adapter", ["v_lora0"] * n), (f"{len(adapters)} adapters", names))
+    for label, adapter_names in runs:
+        mixed(adapter_names, 4, 2)  # warm-up
+        wall, tokens = mixed(adapter_names, opts.max_tokens)
         r = {"variant": f"peft mixed batch, {label}", "clients": n, "tokens": tokens, "wall_s": round(wall, 2),
              "tokens_per_s": round(tokens / wall, 1)}
         rows.append(r)
         print(json.dumps(r), flush=True)
+    if opts.lora_profile:  # why 8 adapters cost what they cost: kernels per decode step, GPU busy share, host ops
+        from torch.profiler import ProfilerActivity, profile
+
+        from sft_mfu_sweep import busy_share
+
+        steps = 8
+        for label, adapter_names in runs:
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                wall, _ = mixed(adapter_names, steps)
+            kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+            print(f"profile, peft mixed batch, {label}: {kernels / steps:.0f} CUDA kernels per new token (prefill "
+                  f"included), {wall / steps * 1000:.1f} ms per new token, GPU busy {busy_share(prof, wall):.0%}")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10, max_name_column_width=40))
     return rows
 
 
@@ -434,6 +450,8 @@ def main() -> None:
                     help="hf-cb's share of free GPU memory for its KV cache (the engine's: inference/continuous.py)")
     ap.add_argument("--lora", type=int, default=8, help="Adapters for the multi-LoRA part (0: skip it)")
     ap.add_argument("--lora-clients", type=int, default=None, help="default 64, --smoke: 4")
+    ap.add_argument("--lora-profile", action="store_true",
+                    help="Profile 8 decode steps of PEFT's mixed batch, 1 adapter vs N (kernels per step, GPU busy)")
     ap.add_argument("--out", type=Path, default=None, help="Write serve_gpu.json here")
     opts = ap.parse_args()
 
