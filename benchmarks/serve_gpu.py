@@ -426,7 +426,7 @@ def run_lora(model_dir: Path, adapters: list[Path], opts, texts: list[str], devi
 
         from sft_mfu_sweep import busy_share
 
-        steps = 8
+        steps = 3  # the trace of 8 adapters is large: its analysis takes minutes on the host
         for label, adapter_names in runs:
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
                 wall, _ = mixed(adapter_names, steps)
@@ -451,7 +451,7 @@ def main() -> None:
     ap.add_argument("--lora", type=int, default=8, help="Adapters for the multi-LoRA part (0: skip it)")
     ap.add_argument("--lora-clients", type=int, default=None, help="default 64, --smoke: 4")
     ap.add_argument("--lora-profile", action="store_true",
-                    help="Profile 8 decode steps of PEFT's mixed batch, 1 adapter vs N (kernels per step, GPU busy)")
+                    help="Profile 3 new tokens of PEFT's mixed batch, 1 adapter vs N (kernels per step, GPU busy)")
     ap.add_argument("--out", type=Path, default=None, help="Write serve_gpu.json here")
     opts = ap.parse_args()
 

@@ -5,9 +5,11 @@ chat templates, text, stop strings or versions (engine.py does those). One manag
 and a generation thread of transformers') serves every stream of one base model and one sampling
 mode: a request joins the running batch at the next decode step instead of waiting for the
 streams before it to finish, which is what a lock around ``generate`` made them do. Measured on an
-H100 (docs/benchmarks.md, issue 16; 0.5B-class model, 64 new tokens): 6.9x the serialised path's
-tokens/s at 8 clients, 1.76x static batched ``generate`` at 64 clients with p99 time to first token
-0.38 s against 7.2 s; at 1 client 0.80x the serialised path (the manager's per-step scheduling).
+H100 (docs/benchmarks.md, issue 16, session 11; 0.5B-class model, 64 new tokens): at 64 clients 1.23x
+transformers' manager driven directly and 1.26x static batched ``generate`` (p99 time to first token
+0.22 s against 1.4 s), 1.21x and 1.06x at 8 clients, par at 1 client. That lead over the manager alone
+needs the stream side to stay light (see ``stream``): the manager's thread is host-bound Python and
+shares the GIL with every consumer.
 
 Why it is limited to plain models (no LoRA adapter attached): the manager's thread runs the model's
 forward for every request in its batch at once, and a PEFT model's active adapter is model state,
