@@ -1,5 +1,5 @@
 """The GPU benchmarks' code paths run where CI runs (no GPU): serve_gpu.py's CPU smoke serves every
-variant and the multi-LoRA part without an error; the training benchmarks parse their flags."""
+variant and the multi-LoRA part (with its profile) without an error; the training benchmarks parse their flags."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ def _run(*args: str, timeout: int = 300) -> str:
 
 
 def test_serve_gpu_smoke_serves_every_variant():
-    out = _run("benchmarks/serve_gpu.py", "--smoke")
+    out = _run("benchmarks/serve_gpu.py", "--smoke", "--lora-profile")
+    for label in ("1 adapter", "2 adapters"):  # --lora-profile's lines, e.g. "... CUDA kernels per new token"
+        assert f"profile, peft mixed batch, {label}: " in out and "aten::mm" in out, out[-2000:]
     table = out[out.index("variant ") :]
     for name in ("engine ", "engine-serial", "hf-generate", "hf-cb", "engine chat, 2 adapters", "peft mixed batch"):
         assert name in table, table
