@@ -463,10 +463,9 @@ def main() -> None:
     import transformers
 
     device = "cpu" if opts.smoke else "cuda"
-    smoke_or = (lambda small, full: small if opts.smoke else full)  # noqa: E731
-    opts.clients = opts.clients or smoke_or("1,4", "1,8,64")
-    opts.max_tokens = opts.max_tokens or smoke_or(8, 128)
-    opts.lora_clients = opts.lora_clients or smoke_or(4, 64)
+    opts.clients = opts.clients or ("1,4" if opts.smoke else "1,8,64")
+    opts.max_tokens = opts.max_tokens or (8 if opts.smoke else 128)
+    opts.lora_clients = opts.lora_clients or (4 if opts.smoke else 64)
     if opts.smoke:
         opts.lora = min(opts.lora, 2)
     else:

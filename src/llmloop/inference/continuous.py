@@ -113,8 +113,9 @@ class ContinuousStreams:
                     if not manager.is_running():
                         raise RuntimeError("the continuous-batching generation thread stopped") from None
                     continue
-                while not out.error and not out.is_finished():  # outputs are cumulative: a stream that fell
-                    try:                                        # behind takes only the newest
+                # Outputs are cumulative: a stream that fell behind takes only the newest.
+                while not out.error and not out.is_finished():
+                    try:
                         out = route.get_nowait()
                     except queue.Empty:
                         break
